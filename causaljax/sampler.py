@@ -1,0 +1,304 @@
+"""Compiled sampler: draw rows from a stacked ``SCM`` (k fitted models) as one XLA program.
+
+The draw has two stages, both pure:
+
+1. ``draw_noise(scm, key, n)``: one uniform ``u[k, n, d]`` per cell; a ROOT or NUMERIC node
+   takes ``eps = noise[floor(u * m), j]`` from its empirical pool, a CATEGORICAL node uses ``u``
+   for inverse-CDF sampling of its level.
+2. ``propagate(scm, eps, u)``: push the exogenous noise through the DAG. Two exact strategies:
+   ``"walk"`` visits the nodes in topological order (``lax.fori_loop`` over d, one node per
+   step); ``"parallel"`` updates every node at once ``depth + 1`` times (the longest path).
+
+``sample`` composes both, is compiled once per (shapes, n, strategy, do-columns), vmapped over
+the k SCMs, callable inside another ``jax.jit``, and shards over all local devices when there
+are several (``sample_on_devices``). ``stream`` / ``write`` produce huge volumes in chunks.
+
+Multi-host: call ``jax.distributed.initialize()`` in every process before anything else; then
+``jax.devices()`` lists every host's devices and ``sample_on_devices`` shards the draw over
+the global mesh (each host holds the shards of its own devices).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from causaljax.scm.mechanisms import (
+    all_node_outputs,
+    categorical_probs,
+    encode_slots,
+    inverse_cdf,
+    masked_params,
+    node_outputs,
+)
+from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes
+
+STRATEGIES = ("walk", "parallel")
+
+
+# ----------------------------------------------------------------------------- noise
+def draw_noise(scm: SCM, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """Exogenous noise for n rows of each SCM: (eps f32[k, n, d], u f32[k, n, d])."""
+    k, m, d = scm.noise.shape
+    u = jax.random.uniform(key, (k, n, d), jnp.float32)
+    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, n, d]
+    eps = jnp.take_along_axis(scm.noise, idx, axis=1)  # noise[s, idx[s, r, j], j]
+    return eps, u
+
+
+# ----------------------------------------------------------------------------- one SCM
+def _node_value(kind, out_nxc, eps_n, u_n, n_levels, is_integer):
+    """Value of one node for a batch of rows from its mechanism output and noise."""
+    numeric = out_nxc[:, 0] + eps_n
+    numeric = jnp.where(is_integer, jnp.round(numeric), numeric)
+    levels = jnp.maximum(n_levels, 1)
+    categorical = inverse_cdf(categorical_probs(out_nxc, levels), u_n, levels)
+    return jnp.where(kind == ROOT, eps_n, jnp.where(kind == CATEGORICAL, categorical, numeric))
+
+
+def _walk(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
+    """Topological walk for ONE SCM (no k axis)."""
+    n, d = eps_nxd.shape
+
+    def visit(t, x_nxd):
+        j = scm.order[t]
+        z = encode_slots(x_nxd, scm.slot_column, scm.slot_level)
+        value = _node_value(scm.kind[j], node_outputs(scm, j, z), eps_nxd[:, j], u_nxd[:, j],
+                            scm.n_levels[j], scm.is_integer[j])
+        value = jnp.where(do_mask_d[j], do_value_d[j], value)
+        return x_nxd.at[:, j].set(value)
+
+    return jax.lax.fori_loop(0, d, visit, jnp.zeros((n, d), eps_nxd.dtype))
+
+
+def _parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
+    """All nodes at once, repeated depth + 1 times, for ONE SCM (no k axis)."""
+    node_value = jax.vmap(_node_value, in_axes=(0, 1, 1, 1, 0, 0), out_axes=1)
+
+    def sweep(_, x_nxd):
+        z = encode_slots(x_nxd, scm.slot_column, scm.slot_level)
+        out = all_node_outputs(scm, z)  # [n, d, C]
+        value = node_value(scm.kind, out, eps_nxd, u_nxd, scm.n_levels, scm.is_integer)
+        return jnp.where(do_mask_d[None], do_value_d[None], value)
+
+    return jax.lax.fori_loop(0, scm.depth + 1, sweep, jnp.zeros_like(eps_nxd))
+
+
+def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=None,
+              strategy: str = "walk") -> jax.Array:
+    """Rows f32[k, n, d] from exogenous noise (eps, u) f32[k, n, d]; deterministic and
+    differentiable in eps. ``do_mask`` bool[d] / ``do_value`` f32[d] fix intervened nodes."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    d = scm.d
+    do_mask = jnp.zeros(d, bool) if do_mask is None else jnp.asarray(do_mask, bool)
+    do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
+    one_scm = _walk if strategy == "walk" else _parallel
+    scm = jax.vmap(masked_params)(scm)
+    return jax.vmap(one_scm, in_axes=(0, 0, 0, None, None))(scm, eps, u, do_mask, do_value)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "strategy"))
+def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str):
+    eps, u = draw_noise(scm, key, n)
+    return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy)
+
+
+# ----------------------------------------------------------------------------- public API
+def _check_key(key) -> jax.Array:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"expected a single JAX key, got a key array of shape {key.shape}")
+        return key
+    if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape == (2,):
+        return key  # raw jax.random.PRNGKey
+    raise TypeError("key must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)),"
+                    f" got {type(key).__name__}")
+
+
+def _column_index(scm: SCM, column, table) -> int:
+    names = list(table.names) if table is not None else list(scm.names)
+    if isinstance(column, (int, np.integer)):
+        if not 0 <= column < scm.d:
+            raise ValueError(f"do: column index {column} is outside 0..{scm.d - 1}")
+        return int(column)
+    if column not in names:
+        raise ValueError(f"do: unknown column {column!r}; columns are {names}")
+    return names.index(column)
+
+
+def intervention_arrays(scm: SCM, do: Mapping | None, table=None) -> tuple[np.ndarray, np.ndarray]:
+    """``do={column: value}`` -> (do_mask bool[d], do_value f32[d]) in encoded space.
+    Columns are names (from ``table`` or ``scm.names``) or indices; a categorical value is a
+    level label (with ``table``) or an integer code below the column's level count."""
+    d = scm.d
+    mask, value = np.zeros(d, bool), np.zeros(d, np.float32)
+    n_levels = np.asarray(scm.n_levels[0]) if do else None
+    for column, v in (do or {}).items():
+        j = _column_index(scm, column, table)
+        if n_levels[j] > 0:
+            levels = list(table.columns[j].levels) if table is not None else []
+            if v in levels:
+                v = levels.index(v)
+            elif not (isinstance(v, (int, np.integer)) and 0 <= v < n_levels[j]):
+                raise ValueError(f"do: {column!r} has no level {v!r} "
+                                 f"(levels: {levels or list(range(n_levels[j]))})")
+        elif not np.isfinite(float(v)):
+            raise ValueError(f"do: value for {column!r} must be finite, got {v!r}")
+        mask[j], value[j] = True, float(v)
+    return mask, value
+
+
+def _is_traced(*trees) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
+
+
+def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table=None,
+           strategy: str = "walk", weights=None) -> jax.Array:
+    """Draw n rows from each of the k SCMs: f32[k, n, d] in the Table's encoded column order.
+
+    ``do={column: value}`` fixes a node and cuts its parents. ``weights`` (k,) instead returns
+    f32[n, d]: n rows split across the k SCMs by weight (see ``sample_mixture``).
+    Callable inside ``jax.jit``; compiled once per shape. With several local devices and
+    concrete inputs the draw is sharded over them (same values as one device)."""
+    check_shapes(scm)
+    key = _check_key(key)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if weights is not None:
+        return sample_mixture(scm, key, int(n), weights, do=do, table=table, strategy=strategy)
+    do_mask, do_value = intervention_arrays(scm, do, table)
+    if n == 0:
+        return jnp.zeros((scm.k, 0, scm.d), jnp.float32)
+    if jax.local_device_count() > 1 and not _is_traced(scm, key):
+        return sample_on_devices(scm, key, int(n), do_mask=do_mask, do_value=do_value,
+                                 strategy=strategy)
+    return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy)
+
+
+def mixture_counts(weights, n: int) -> np.ndarray:
+    """Rows per SCM, int[k], summing to n: largest-remainder rounding of n * weights."""
+    w = np.asarray(weights, np.float64)
+    if w.ndim != 1 or (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError("weights must be a 1-d array of non-negative finite numbers, not all 0")
+    exact = n * w / w.sum()
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[: n - counts.sum()]] += 1
+    return counts
+
+
+def sample_mixture(scm: SCM, key, n: int, weights, **kwargs) -> jax.Array:
+    """n rows f32[n, d], SCM s contributing ``mixture_counts(weights, n)[s]`` of them, in SCM
+    order. Weights must be concrete (host) numbers: the split is part of the compiled shape.
+    Cost: k × max(count) rows are drawn."""
+    if _is_traced(weights):
+        raise TypeError("sample_mixture needs concrete weights (the row split is static)")
+    counts = mixture_counts(weights, n)
+    if len(counts) != scm.k:
+        raise ValueError(f"weights has {len(counts)} entries for {scm.k} SCMs")
+    rows = sample(scm, key, int(counts.max(initial=0)), **kwargs)  # [k, max_count, d]
+    which = np.repeat(np.arange(scm.k), counts)
+    within = np.concatenate([np.arange(c) for c in counts]) if n else np.zeros(0, int)
+    return rows[which, within]
+
+
+# ----------------------------------------------------------------------------- devices
+def device_mesh(devices=None) -> Mesh:
+    """A 1-d mesh named 'dev' over the given (default: all) devices."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("dev",))
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str):
+    scm_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec()
+    rows_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec(None, "dev")
+    fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy)
+
+    def sharded(scm, key, do_mask, do_value):
+        rows = fn(scm, key, do_mask, do_value)
+        return jax.lax.with_sharding_constraint(rows, NamedSharding(mesh, rows_spec))
+
+    in_shardings = (NamedSharding(mesh, scm_spec), NamedSharding(mesh, PartitionSpec()),
+                    NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec()))
+    return jax.jit(sharded, in_shardings=in_shardings,
+                   out_shardings=NamedSharding(mesh, rows_spec))
+
+
+def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
+                      strategy: str = "walk", mesh: Mesh | None = None) -> jax.Array:
+    """``sample`` sharded over a device mesh: the k SCMs are split over devices when k is a
+    multiple of the device count, else the rows are (n must then be a multiple). The values
+    equal the single-device draw for the same key (partitionable threefry)."""
+    mesh = mesh or device_mesh()
+    n_dev = mesh.devices.size
+    d = scm.d
+    do_mask = np.zeros(d, bool) if do_mask is None else np.asarray(do_mask, bool)
+    do_value = np.zeros(d, np.float32) if do_value is None else np.asarray(do_value, np.float32)
+    if scm.k % n_dev == 0:
+        split = "scms"
+    elif n % n_dev == 0:
+        split = "rows"
+    else:  # no even split: draw on one device
+        return _sample(scm, key, do_mask, do_value, n=n, strategy=strategy)
+    return _sharded_sampler(mesh, split, n, strategy)(scm, key, do_mask, do_value)
+
+
+# ----------------------------------------------------------------------------- volume
+def stream(scm: SCM, key, total_rows: int, chunk_rows: int, **kwargs) -> Iterator[jax.Array]:
+    """Chunks f32[k, c, d] (c <= chunk_rows) until ``total_rows`` rows per SCM are drawn.
+    Chunk i uses ``fold_in(key, i)``; every chunk is drawn at full size (one compilation)."""
+    if total_rows < 0 or chunk_rows <= 0:
+        raise ValueError("total_rows must be >= 0 and chunk_rows > 0")
+    key = _check_key(key)
+    for i in range(math.ceil(total_rows / chunk_rows)):
+        rows = sample(scm, jax.random.fold_in(key, i), chunk_rows, **kwargs)
+        yield rows[:, : min(chunk_rows, total_rows - i * chunk_rows)]
+
+
+def to_pandas(rows, table):
+    """Decode encoded rows f32[n, d] (or [k, n, d], flattened in SCM order) to a DataFrame
+    with the table's column names, dtypes and category labels."""
+    import dataclasses
+
+    rows = np.asarray(rows, np.float32).reshape(-1, table.n_cols)
+    decoded = dataclasses.replace(table, values=rows, missing=np.zeros(rows.shape, bool))
+    return decoded.to_pandas()
+
+
+def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int = 1_000_000,
+          **kwargs) -> int:
+    """Write ``total_rows`` decoded rows (all k SCMs together) to a Parquet file, chunk by chunk
+    so memory stays bounded. Returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = jax.random.key(0) if key is None else key
+    per_scm = max(1, math.ceil(chunk_rows / scm.k))
+    written, writer = 0, None
+    try:
+        for rows in stream(scm, key, math.ceil(total_rows / scm.k), per_scm, **kwargs):
+            rows = np.asarray(rows).reshape(-1, scm.d)[: total_rows - written]
+            batch = pa.Table.from_pandas(to_pandas(rows, table), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), batch.schema)
+            writer.write_table(batch)
+            written += len(rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
+
+
+__all__ = ["sample", "sample_mixture", "mixture_counts", "draw_noise", "propagate", "stream",
+           "write", "to_pandas", "sample_on_devices", "device_mesh", "intervention_arrays",
+           "ROOT", "NUMERIC", "CATEGORICAL"]

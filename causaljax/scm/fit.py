@@ -1,0 +1,548 @@
+"""Fit one structural causal model per DAG to a ``Table`` and stack them into one ``SCM``.
+
+``fit(table, dags, key=...)`` returns the fixed-shape pytree of ``causaljax.scm.types`` with a
+leading axis k (one entry per DAG), in the Table's encoded space, following DoWhy's gcm
+recipe (``assign_causal_mechanisms(quality=GOOD)`` + ``fit``):
+
+* ROOT nodes (no parents): the noise pool holds the observed values of the column.
+* Numeric nodes: additive-noise model ``x_j = f(parents) + eps``; the noise pool holds the
+  residuals on the rows ``f`` was fitted on; integer-valued columns are rounded
+  (DoWhy's discrete additive-noise model).
+* Categorical nodes: a classifier whose output channels are the logits of the levels.
+
+Mechanism families (``families``), chosen per node by the loss on a held-out split of the
+rows (MSE for numeric nodes, log-loss for categorical ones), then refitted on all rows:
+
+    "linear"  ridge regression (closed form, one batched solve of the masked normal
+              equations for all nodes) / softmax regression (L-BFGS, vmapped)
+    "mlp"     one hidden ReLU layer, Adam, vmapped over all nodes
+    "trees"   scikit-learn HistGradientBoosting, converted by ``causaljax.scm.trees``
+
+Many of the k DAGs share a node's parent set, so every family fits each unique
+(node, parent set) pair -- a *task* -- once. Linear and MLP tasks are fitted on standardized
+inputs; the standardization is folded back into the weights (SCM inputs are raw values).
+A node's MLP output bias and its trees' baseline live in ``lin_b`` (``lin_w`` stays zero).
+
+Degenerate columns -- constant numeric columns and categorical columns with fewer than two
+observed levels -- have nothing to learn: they become ROOTs (their incoming edges are
+dropped, with a warning), so sampling reproduces the constant / single level exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from causaljax.scm.mechanisms import encode_slots, tree_outputs
+from causaljax.scm.trees import hgb_classifier_arrays, hgb_regressor_arrays, stack_trees
+from causaljax.scm.types import (
+    CATEGORICAL, NUMERIC, ROOT, SCM, as_jax, empty_families, slots_for, topological_depth,
+    validate,
+)
+
+FAMILIES = ("linear", "mlp", "trees")
+MIN_ROWS = 20
+ABSENT_LOGIT = -30.0  # logit of a valid level a tree classifier never saw in its rows
+
+
+@dataclass(frozen=True)
+class _Tasks:
+    """The unique (node, parent set) fitting problems of all k DAGs; U tasks."""
+    node: np.ndarray  # int64[U]: column the task predicts
+    mask: np.ndarray  # f32[U, S]: 1 on the input slots of the task's parents
+    categorical: np.ndarray  # bool[U]
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_table(table, min_rows: int):
+    values = np.asarray(table.values, np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"table.values must be 2-D [n, d], got shape {values.shape}")
+    n, d = values.shape
+    if n < min_rows:
+        raise ValueError(f"need at least {min_rows} rows to fit an SCM, the table has {n}")
+    if not np.isfinite(values).all():
+        bad = [table.columns[j].name for j in np.flatnonzero(~np.isfinite(values).all(0))]
+        raise ValueError(f"table.values has NaN or inf in columns {bad}; impute first")
+    n_levels = np.asarray(table.n_levels, np.int32)
+    is_integer = np.array([bool(c.is_integer) for c in table.columns]) & (n_levels == 0)
+    return values, n_levels, is_integer, [c.name for c in table.columns]
+
+
+def _check_dags(dags, d: int) -> np.ndarray:
+    adjacency = getattr(dags, "adjacency", dags)
+    parents = np.asarray(adjacency).astype(bool)  # [k, d, d]: i -> j
+    if parents.ndim == 2:
+        raise ValueError("dags must be stacked with a leading k axis (bool[k, d, d])")
+    if parents.ndim != 3 or parents.shape[1:] != (d, d):
+        raise ValueError(f"DAG adjacency has shape {parents.shape}, expected [k, {d}, {d}] "
+                         f"for a table with {d} columns")
+    if parents.shape[0] == 0:
+        raise ValueError("no DAGs given (k = 0)")
+    if np.diagonal(parents, axis1=1, axis2=2).any():
+        raise ValueError("a DAG has a self-loop")
+    return parents.copy()
+
+
+def _degenerate_columns(values, n_levels) -> np.ndarray:
+    """bool[d]: constant columns (numeric) / fewer than two observed levels (categorical)."""
+    constant = (values == values[:1]).all(axis=0)
+    return constant | ((n_levels > 0) & (n_levels < 2))
+
+
+# ----------------------------------------------------------------------------- tasks
+def _unique_tasks(parents, kind, n_levels, slot_column) -> tuple[_Tasks, np.ndarray]:
+    """Group the non-root nodes of all k DAGs by (node, parent set).
+    Returns the tasks and ``task_of`` int64[k, d] (-1 for roots)."""
+    k, d, _ = parents.shape
+    s_idx, j_idx = np.nonzero(kind != ROOT)  # all non-root (DAG, node) pairs
+    task_of = np.full((k, d), -1, np.int64)
+    if len(s_idx) == 0:
+        empty = np.zeros(0, np.int64)
+        return _Tasks(empty, np.zeros((0, len(slot_column)), np.float32), empty.astype(bool)), task_of
+    keys = np.concatenate([j_idx[:, None], parents[s_idx, :, j_idx]], axis=1)  # [P, 1 + d]
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    task_of[s_idx, j_idx] = inverse.ravel()
+    node = unique[:, 0].astype(np.int64)
+    mask = unique[:, 1:].astype(bool)[:, slot_column].astype(np.float32)  # [U, S]
+    return _Tasks(node, mask, n_levels[node] > 0), task_of
+
+
+def _padded(ids: np.ndarray) -> np.ndarray:
+    """Pad a task-id list to a power of two (repeating the first) to bound recompilations."""
+    size = 1 << max(0, math.ceil(math.log2(max(len(ids), 1))))
+    return np.concatenate([ids, np.full(size - len(ids), ids[0], ids.dtype)])
+
+
+def _scale(z_nxs):
+    """Mean and std of every input slot (std 1 for constant slots)."""
+    mu = z_nxs.mean(axis=0)
+    sd = z_nxs.std(axis=0)
+    return mu, np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- JAX kernels
+@jax.jit
+def _ridge_solve(zs_nxs, y_nxu, mask_uxs, ridge):
+    """Ridge regression of every column of y on its masked standardized inputs, one batched
+    solve of (Zᵀ M Z / n + λ I) w = M Zᵀ y / n. Slots outside the mask get w = 0.
+    Returns (w f32[U, S], intercept f32[U]) in the standardized input space."""
+    n, S = zs_nxs.shape
+    gram = zs_nxs.T @ zs_nxs / n  # [S, S]
+    y_mean = y_nxu.mean(axis=0)
+    rhs = zs_nxs.T @ (y_nxu - y_mean) / n  # [S, U] (zs is centred, so the intercept is y_mean)
+
+    def one(mask_s, rhs_s):
+        a = gram * mask_s[:, None] * mask_s[None, :] + ridge * jnp.eye(S)
+        return jnp.linalg.solve(a, rhs_s * mask_s)
+
+    return jax.vmap(one)(mask_uxs, rhs.T), y_mean
+
+
+def _forward(params, zs_nxs, mask_s):
+    """Standardized-space model of one task: softmax regression (no 'w2') or an MLP."""
+    if "w2" not in params:
+        return zs_nxs @ (params["w1"] * mask_s[:, None]) + params["b"]
+    h = jax.nn.relu(zs_nxs @ (params["w1"] * mask_s[:, None]) + params["b1"])
+    return h @ params["w2"] + params["b"]
+
+
+def _task_loss(params, zs_nxs, target_n, mask_s, valid_c, l2, categorical: bool):
+    out = _forward(params, zs_nxs, mask_s)  # [n, C]
+    if categorical:
+        logp = jax.nn.log_softmax(jnp.where(valid_c, out, -jnp.inf), axis=-1)
+        data = -jnp.take_along_axis(logp, target_n.astype(jnp.int32)[:, None], axis=1).mean()
+    else:
+        data = jnp.mean((out[:, 0] - target_n) ** 2)
+    weights = [params[name] for name in ("w1", "w2") if name in params]
+    return data + 0.5 * l2 * sum(jnp.sum(w ** 2) for w in weights)
+
+
+def _lbfgs(loss, params, steps: int):
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry, _):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
+def _adam(loss, params, steps: int, lr: float):
+    opt = optax.adam(lr)
+
+    def step(carry, _):
+        params, state = carry
+        grad = jax.grad(loss)(params)
+        updates, state = opt.update(grad, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
+@functools.partial(jax.jit, static_argnames=("hidden", "n_channels", "steps", "lr",
+                                             "categorical"))
+def _train(key, zs_nxs, target_nxu, mask_uxs, valid_uxc, l2, *, hidden: int,
+           n_channels: int, steps: int, lr: float, categorical: bool):
+    """Fit U tasks at once (vmap) in standardized space: softmax regression by L-BFGS when
+    ``hidden == 0``, else a one-hidden-layer MLP by Adam. Returns the params with axis U."""
+    S = zs_nxs.shape[1]
+    U = mask_uxs.shape[0]
+
+    def init(key_u, mask_s):
+        if hidden == 0:
+            return dict(w1=jnp.zeros((S, n_channels)), b=jnp.zeros(n_channels))
+        k1, k2 = jax.random.split(key_u)
+        fan_in = jnp.maximum(mask_s.sum(), 1.0)
+        return dict(w1=jax.random.normal(k1, (S, hidden)) * jnp.sqrt(2.0 / fan_in),
+                    b1=jnp.zeros(hidden),
+                    w2=jax.random.normal(k2, (hidden, n_channels)) / jnp.sqrt(hidden),
+                    b=jnp.zeros(n_channels))
+
+    def one(key_u, target_n, mask_s, valid_c):
+        loss = functools.partial(_task_loss, zs_nxs=zs_nxs, target_n=target_n, mask_s=mask_s,
+                                 valid_c=valid_c, l2=l2, categorical=categorical)
+        params = init(key_u, mask_s)
+        if hidden == 0:
+            return _lbfgs(loss, params, steps)
+        return _adam(loss, params, steps, lr)
+
+    return jax.vmap(one)(jax.random.split(key, U), target_nxu.T, mask_uxs, valid_uxc)
+
+
+@jax.jit
+def _raw_outputs(lin_w_uxsxc, lin_b_uxc, w1_uxsxh, b1_uxh, w2_uxhxc, z_nxs):
+    """Linear + MLP outputs of U tasks in the raw (encoded) input space: f32[U, n, C]."""
+    out = jnp.einsum("ns,usc->unc", z_nxs, lin_w_uxsxc) + lin_b_uxc[:, None]
+    if w1_uxsxh.shape[-1]:
+        h = jax.nn.relu(jnp.einsum("ns,ush->unh", z_nxs, w1_uxsxh) + b1_uxh[:, None])
+        out = out + jnp.einsum("unh,uhc->unc", h, w2_uxhxc)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames="depth")
+def _tree_task_outputs(z_nxs, feature, threshold, left, right, value, depth: int):
+    """Sum of the trees of U tasks, f32[U, n, C] (lax.map over tasks keeps memory small)."""
+    return jax.lax.map(lambda t: tree_outputs(z_nxs, *t, depth),
+                       (feature, threshold, left, right, value))
+
+
+def _losses(out_uxnxc, target_nxu, valid_uxc, categorical: bool) -> np.ndarray:
+    """Held-out loss per task: MSE (numeric, channel 0) or mean log-loss (categorical)."""
+    out = np.asarray(out_uxnxc, np.float64)
+    target = np.asarray(target_nxu).T  # [U, n]
+    if not categorical:
+        return ((out[:, :, 0] - target) ** 2).mean(axis=1)
+    logits = np.where(valid_uxc[:, None, :], out, -np.inf)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(logp, target.astype(np.int64)[..., None], axis=-1)[..., 0]
+    return -np.maximum(picked, np.log(1e-15)).mean(axis=1)
+
+
+# ----------------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class _Problem:
+    z: np.ndarray  # f32[n, S]: encoded inputs of all rows
+    values: np.ndarray  # f32[n, d]
+    n_levels: np.ndarray  # int32[d]
+    tasks: _Tasks
+    n_channels: int
+    hidden: int
+    opts: dict
+
+    def targets(self, ids, rows):
+        return self.values[np.ix_(rows, self.tasks.node[ids])]  # [n_rows, U]
+
+    def valid(self, ids):
+        C = self.n_channels
+        return np.arange(C)[None, :] < self.n_levels[self.tasks.node[ids]][:, None]  # [U, C]
+
+
+def _empty_params(p: _Problem, U: int) -> dict:
+    S, C, H = p.z.shape[1], p.n_channels, p.hidden
+    return dict(lin_w=np.zeros((U, S, C), np.float32), lin_b=np.zeros((U, C), np.float32),
+                mlp_w1=np.zeros((U, S, H), np.float32), mlp_b1=np.zeros((U, H), np.float32),
+                mlp_w2=np.zeros((U, H, C), np.float32), trees=[None] * U)
+
+
+def _fit_linear(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
+    """Ridge (numeric) or softmax regression (categorical) of the tasks ``ids``."""
+    z = p.z[fit_rows]
+    mu, sd = _scale(z)
+    zs = (z - mu) / sd
+    padded = _padded(ids)
+    mask = p.tasks.mask[padded]
+    if categorical:
+        valid = p.valid(padded)
+        params = _train(key, zs, p.targets(padded, fit_rows), mask, valid, p.opts["logistic_l2"],
+                        hidden=0, n_channels=p.n_channels, steps=p.opts["logistic_steps"],
+                        lr=0.0, categorical=True)
+        w_s = np.asarray(params["w1"]) * mask[:, :, None] * valid[:, None, :]  # [U, S, C]
+        b_s = np.asarray(params["b"]) * valid
+    else:
+        w, y_mean = _ridge_solve(zs, p.targets(padded, fit_rows), mask, p.opts["ridge"])
+        w_s = np.zeros((len(padded), z.shape[1], p.n_channels), np.float32)
+        b_s = np.zeros((len(padded), p.n_channels), np.float32)
+        w_s[:, :, 0], b_s[:, 0] = np.asarray(w), np.asarray(y_mean)
+    out = _empty_params(p, len(ids))
+    # fold the standardization: zs @ w + b == z @ (w / sd) + (b - (mu / sd) @ w)
+    out["lin_w"] = (w_s / sd[None, :, None])[: len(ids)].astype(np.float32)
+    out["lin_b"] = (b_s - np.einsum("s,usc->uc", mu / sd, w_s))[: len(ids)].astype(np.float32)
+    return out
+
+
+def _fit_mlp(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
+    """One-hidden-layer ReLU MLP of the tasks ``ids`` (Adam, vmapped over tasks)."""
+    z = p.z[fit_rows]
+    mu, sd = _scale(z)
+    zs = (z - mu) / sd
+    padded = _padded(ids)
+    mask = p.tasks.mask[padded]
+    target = p.targets(padded, fit_rows)
+    if categorical:
+        y_mean, y_sd = np.zeros(len(padded), np.float32), np.ones(len(padded), np.float32)
+    else:
+        y_mean, y_sd = _scale(target)
+        target = (target - y_mean) / y_sd
+    valid = p.valid(padded)
+    params = _train(key, zs, target, mask, valid, p.opts["mlp_l2"], hidden=p.hidden,
+                    n_channels=p.n_channels, steps=p.opts["mlp_steps"], lr=p.opts["mlp_lr"],
+                    categorical=categorical)
+    w1 = np.asarray(params["w1"]) * mask[:, :, None]  # [U, S, H]
+    b1 = np.asarray(params["b1"])
+    w2 = np.asarray(params["w2"])  # [U, H, C]
+    b2 = np.asarray(params["b"])  # [U, C]
+    if categorical:
+        w2, b2 = w2 * valid[:, None, :], b2 * valid
+    else:  # undo the target standardization (channel 0 only)
+        w2 = np.concatenate([w2[:, :, :1] * y_sd[:, None, None], 0 * w2[:, :, 1:]], axis=2)
+        b2 = np.concatenate([b2[:, :1] * y_sd[:, None] + y_mean[:, None], 0 * b2[:, 1:]], 1)
+    out = _empty_params(p, len(ids))
+    U = len(ids)
+    out["mlp_w1"] = (w1 / sd[None, :, None])[:U].astype(np.float32)
+    out["mlp_b1"] = (b1 - np.einsum("s,ush->uh", mu / sd, w1))[:U].astype(np.float32)
+    out["mlp_w2"] = w2[:U].astype(np.float32)
+    out["lin_b"] = b2[:U].astype(np.float32)
+    return out
+
+
+def _fit_trees(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
+    """scikit-learn HistGradientBoosting per task (a loop: it is sklearn), as SCM tree arrays."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    out = _empty_params(p, len(ids))
+    kwargs = dict(max_iter=p.opts["tree_max_iter"], max_leaf_nodes=p.opts["tree_max_leaf_nodes"],
+                  early_stopping=False, random_state=seed)
+    for i, t in enumerate(ids):
+        slots = np.flatnonzero(p.tasks.mask[t])  # model feature f reads SCM slot slots[f]
+        x = p.z[np.ix_(fit_rows, slots)]
+        y = p.values[fit_rows, p.tasks.node[t]]
+        if categorical:
+            codes = y.astype(np.int64)
+            if len(np.unique(codes)) < 2:
+                continue  # nothing to learn on these rows; the loss below marks it unusable
+            model = HistGradientBoostingClassifier(**kwargs).fit(x, codes)
+            arrays, bias = hgb_classifier_arrays(model, slots, p.n_channels,
+                                                 channel_map=model.classes_)
+            absent = np.ones(p.n_channels, bool)
+            absent[model.classes_] = False
+            bias[absent & p.valid([t])[0]] = ABSENT_LOGIT
+        else:
+            model = HistGradientBoostingRegressor(**kwargs).fit(x, y)
+            arrays, bias = hgb_regressor_arrays(model, slots, p.n_channels)
+        out["trees"][i] = arrays
+        out["lin_b"][i] = bias
+    return out
+
+
+_FITTERS = {"linear": _fit_linear, "mlp": _fit_mlp, "trees": _fit_trees}
+
+
+def _task_outputs(p: _Problem, params: dict, rows) -> np.ndarray:
+    """Outputs of tasks (all families summed) on ``rows``: f32[U, n_rows, C], computed with the
+    same JAX code paths as the sampler (raw inputs, folded parameters)."""
+    z = jnp.asarray(p.z[rows])
+    out = np.array(_raw_outputs(params["lin_w"], params["lin_b"], params["mlp_w1"],
+                                  params["mlp_b1"], params["mlp_w2"], z))
+    have = [i for i, t in enumerate(params["trees"]) if t is not None]
+    if have:
+        stacked = stack_trees([params["trees"][i] for i in have], p.n_channels)
+        out[have] += np.asarray(_tree_task_outputs(z, *stacked[:5], depth=stacked.depth))
+    return out
+
+
+def _fit_family(p: _Problem, family: str, ids, fit_rows, eval_rows, key):
+    """Fit ``family`` on the tasks ``ids`` (numeric and categorical ones separately).
+    Returns (params with axis len(ids), held-out loss f64[len(ids)] or None)."""
+    params = _empty_params(p, len(ids))
+    loss = np.full(len(ids), np.inf)
+    for categorical in (False, True):
+        sel = np.flatnonzero(p.tasks.categorical[ids] == categorical)
+        if len(sel) == 0:
+            continue
+        part = _FITTERS[family](p, ids[sel], fit_rows, eval_rows, key, categorical)
+        for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+            params[name][sel] = part[name]
+        for i, t in zip(sel, part["trees"]):
+            params["trees"][i] = t
+        if eval_rows is not None:
+            out = _task_outputs(p, part, eval_rows)
+            part_loss = _losses(out, p.targets(ids[sel], eval_rows), p.valid(ids[sel]),
+                                categorical)
+            if family == "trees":  # a task without trees could not be fitted
+                part_loss[[t is None for t in part["trees"]]] = np.inf
+            loss[sel] = part_loss
+    return params, (loss if eval_rows is not None else None)
+
+
+# ----------------------------------------------------------------------------- fit
+def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: bool = True,
+        max_noise_rows: int = 2048, ridge: float = 1e-4, logistic_steps: int = 50,
+        logistic_l2: float = 1e-4, mlp_hidden: int = 16, mlp_steps: int = 300,
+        mlp_lr: float = 1e-2, mlp_l2: float = 1e-4, tree_max_iter: int = 100,
+        tree_max_leaf_nodes: int = 31, min_rows: int = MIN_ROWS,
+        return_info: bool = False):
+    """Fit one SCM per DAG to ``table`` and stack them: an ``SCM`` with leading axis k.
+
+    table     a ``causaljax.data.Table`` (``values`` f32[n, d], ``n_levels``, ``columns``)
+    dags      the discovery ``DAGs`` pytree, or anything with ``.adjacency`` bool[k, d, d]
+              (``adjacency[s, i, j]``: i -> j), or that array itself
+    key       JAX PRNG key: the holdout split, MLP initialization, tree seeds and the noise
+              pool subsample all derive from it, so equal keys give equal SCMs
+    families  mechanism families to choose from per node ("linear", "mlp", "trees")
+    holdout   fraction of rows held out to choose the family (ignored with one family)
+    refit     refit the chosen family on all rows (else keep the fit on the training split)
+    max_noise_rows  size m of the empirical noise pools (subsampled with ``key`` if larger)
+
+    With ``return_info=True`` returns ``(scm, info)`` where ``info`` holds the per-task
+    ``node``, ``family`` and held-out ``loss`` (dict family -> f64[U]) and ``task_of`` [k, d].
+    """
+    values, n_levels, is_integer, names = _check_table(table, min_rows)
+    n, d = values.shape
+    parents = _check_dags(dags, d)
+    families = tuple(families)
+    unknown = set(families) - set(FAMILIES)
+    if not families or unknown:
+        raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {families}")
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    k = parents.shape[0]
+    for s in range(k):
+        topological_depth(parents[s])  # raises if a DAG is cyclic
+
+    degenerate = _degenerate_columns(values, n_levels)
+    dropped = degenerate & parents.any(axis=(0, 1))
+    if dropped.any():
+        warnings.warn(f"columns {[names[j] for j in np.flatnonzero(dropped)]} are constant "
+                      "(or have one level): fitted as ROOTs, their incoming edges are dropped",
+                      stacklevel=2)
+    parents[:, :, degenerate] = False
+    orders, depths = zip(*(topological_depth(parents[s]) for s in range(k)))
+    categorical = n_levels > 0
+    kind = np.where(parents.any(axis=1), np.where(categorical, CATEGORICAL, NUMERIC), ROOT)
+
+    slot_column, slot_level = slots_for(n_levels)
+    S, C = len(slot_column), max(1, int(n_levels.max()))
+    H = mlp_hidden if "mlp" in families else 0
+    z = np.asarray(encode_slots(jnp.asarray(values), jnp.asarray(slot_column),
+                                jnp.asarray(slot_level)))  # [n, S]
+    tasks, task_of = _unique_tasks(parents, kind, n_levels, slot_column)
+    U = len(tasks.node)
+    opts = dict(ridge=ridge, logistic_steps=logistic_steps, logistic_l2=logistic_l2,
+                mlp_steps=mlp_steps, mlp_lr=mlp_lr, mlp_l2=mlp_l2, tree_max_iter=tree_max_iter,
+                tree_max_leaf_nodes=tree_max_leaf_nodes)
+    p = _Problem(z, values, n_levels, tasks, C, H, opts)
+
+    key_split, key_select, key_final, key_noise = jax.random.split(key, 4)
+    all_rows = np.arange(n)
+    ids = np.arange(U)
+    choice = np.zeros(U, np.int64)  # index into families
+    losses = {}
+    train_rows = all_rows
+    kept = {}
+    if U and len(families) > 1 and holdout > 0:
+        perm = np.asarray(jax.random.permutation(key_split, n))
+        n_hold = max(1, int(round(holdout * n)))
+        hold_rows, train_rows = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+        for f, family in enumerate(families):
+            kept[family], losses[family] = _fit_family(
+                p, family, ids, train_rows, hold_rows, jax.random.fold_in(key_select, f))
+        choice = np.argmin(np.stack([losses[f] for f in families]), axis=0)
+    fit_rows = all_rows if (refit or not kept) else train_rows
+
+    # final parameters per task: the chosen family, fitted on fit_rows
+    final = _empty_params(p, U + 1)  # task U: the all-zero mechanism of ROOT nodes
+    for f, family in enumerate(families):
+        chosen = np.flatnonzero(choice == f)
+        if len(chosen) == 0:
+            continue
+        if kept and not refit:
+            params = {name: (v[chosen] if name != "trees" else [v[i] for i in chosen])
+                      for name, v in kept[family].items()}
+        else:
+            params, _ = _fit_family(p, family, chosen, fit_rows, None,
+                                    jax.random.fold_in(key_final, f))
+        for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+            final[name][chosen] = params[name]
+        for i, t in zip(chosen, params["trees"]):
+            final["trees"][i] = t
+
+    # empirical noise pools: residuals of numeric tasks on fit_rows, observed values of roots
+    m = min(max_noise_rows, n)
+    key_root, key_resid = jax.random.split(key_noise)
+    root_rows = np.sort(np.asarray(jax.random.choice(key_root, n, (m,), replace=False)))
+    resid_pick = np.asarray(jax.random.choice(key_resid, len(fit_rows), (m,),
+                                              replace=len(fit_rows) < m))
+    resid_rows = fit_rows[np.sort(resid_pick)]
+    pools = np.zeros((m, U + 1), np.float32)
+    numeric_tasks = np.flatnonzero(~tasks.categorical)
+    if len(numeric_tasks):
+        sub = {name: (v[numeric_tasks] if name != "trees" else [v[i] for i in numeric_tasks])
+               for name, v in final.items()}
+        pred = _task_outputs(p, sub, resid_rows)[:, :, 0]  # [U_num, m]
+        pools[:, numeric_tasks] = p.targets(numeric_tasks, resid_rows) - pred.T
+    idx = np.where(task_of >= 0, task_of, U)  # [k, d]
+    noise = pools[:, idx].transpose(1, 0, 2)  # [k, m, d]
+    noise = np.where((kind == ROOT)[:, None, :], values[root_rows][None], noise)
+
+    T = max([t.n_trees for t in final["trees"] if t is not None], default=0)
+    N = max([t.n_nodes for t in final["trees"] if t is not None], default=1)
+    fam = empty_families(k, d, S, C, hidden=H, n_trees=T, tree_nodes=N)
+    for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+        fam[name] = final[name][idx]
+    tree_depth = 0
+    if T:
+        trees = stack_trees(final["trees"], C, min_trees=T, min_nodes=N)
+        for name, arr in zip(("tree_feature", "tree_threshold", "tree_left", "tree_right",
+                              "tree_value"), trees[:5]):
+            fam[name] = arr[idx]
+        tree_depth = trees.depth
+
+    scm = SCM(parents=parents, order=np.stack(orders).astype(np.int32),
+              depth=np.asarray(depths, np.int32), kind=kind.astype(np.int32),
+              n_levels=np.broadcast_to(n_levels, (k, d)).astype(np.int32),
+              is_integer=np.broadcast_to(is_integer, (k, d)).copy(), noise=noise.astype(np.float32),
+              slot_column=np.broadcast_to(slot_column, (k, S)).astype(np.int32),
+              slot_level=np.broadcast_to(slot_level, (k, S)).astype(np.int32),
+              tree_depth=tree_depth, **fam)
+    validate(scm)
+    scm = as_jax(scm)
+    if return_info:
+        info = dict(node=tasks.node, family=np.asarray(families)[choice] if U else np.array([]),
+                    loss=losses, task_of=task_of, train_rows=train_rows)
+        return scm, info
+    return scm

@@ -1,0 +1,221 @@
+"""The compiled sampler against a NumPy reference, goodness-of-fit tests and structure tests."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from causaljax import sampler
+from causaljax.scm.types import NUMERIC, ROOT
+from scm_factory import make_scm, numpy_propagate
+
+FAMILIES = {
+    "linear": dict(),
+    "quadratic": dict(quad=True),
+    "mlp": dict(hidden=8),
+    "trees": dict(n_trees=3),
+    "all": dict(hidden=4, quad=True, n_trees=2),
+}
+
+
+@pytest.mark.parametrize("strategy", sampler.STRATEGIES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_matches_numpy_reference_on_same_noise(family, strategy):
+    scm = make_scm(seed=1, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), **FAMILIES[family])
+    eps, u = sampler.draw_noise(scm, jax.random.key(0), 50)
+    got = np.asarray(jax.jit(sampler.propagate, static_argnames="strategy")(
+        scm, eps, u, strategy=strategy))
+    want = numpy_propagate(scm, eps, u)
+    categorical = np.asarray(scm.n_levels[0]) > 0
+    np.testing.assert_array_equal(got[..., categorical], want[..., categorical])
+    np.testing.assert_allclose(got[..., ~categorical], want[..., ~categorical], rtol=1e-4, atol=1e-4)
+
+
+def test_noise_comes_from_the_pools():
+    scm = make_scm(seed=2, k=2, m=16)
+    eps, u = sampler.draw_noise(scm, jax.random.key(1), 400)
+    pool = np.asarray(scm.noise)
+    for s in range(2):
+        for j in range(scm.d):
+            assert np.isin(np.asarray(eps[s, :, j]), pool[s, :, j]).all()
+    assert 0 <= float(u.min()) and float(u.max()) < 1
+
+
+def test_jit_and_no_jit_agree():
+    scm = make_scm(seed=3, k=2, hidden=4, n_trees=2)
+    key = jax.random.key(3)
+    jitted = sampler.sample(scm, key, 64)
+    with jax.disable_jit():
+        eager = sampler.sample(scm, key, 64)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-5)
+
+
+def test_strategies_agree_on_random_draw():
+    scm = make_scm(seed=4, k=4, n_levels=(0, 0, 4, 0, 0, 2, 0), hidden=4)
+    key = jax.random.key(4)
+    walk = sampler.sample(scm, key, 128, strategy="walk")
+    par = sampler.sample(scm, key, 128, strategy="parallel")
+    np.testing.assert_allclose(np.asarray(walk), np.asarray(par), rtol=1e-5, atol=1e-5)
+
+
+def test_repeated_calls_do_not_recompile():
+    scm = make_scm(seed=5, k=2)
+    sampler.sample(scm, jax.random.key(0), 32)
+    before = sampler._sample._cache_size()
+    for seed in range(1, 4):
+        sampler.sample(scm, jax.random.key(seed), 32)
+    other = make_scm(seed=6, k=2)  # same shapes, other values
+    sampler.sample(other, jax.random.key(0), 32)
+    assert sampler._sample._cache_size() == before
+
+
+def test_callable_inside_jit_and_vmap_over_keys():
+    scm = make_scm(seed=7, k=2)
+
+    @jax.jit
+    def mean_of_draw(key):
+        return sampler.sample(scm, key, 100).mean()
+
+    assert np.isfinite(float(mean_of_draw(jax.random.key(0))))
+    keys = jax.random.split(jax.random.key(1), 3)
+    batched = jax.vmap(lambda kk: sampler.sample(scm, kk, 10))(keys)
+    assert batched.shape == (3, 2, 10, scm.d)
+
+
+def test_noise_gradient_follows_ancestry():
+    """d x_j / d eps_i is exactly 0 unless i is an ancestor of (or equal to) j."""
+    scm = make_scm(seed=8, k=1, n_levels=(0,) * 7, hidden=6, quad=True, edge_prob=0.4)
+    eps, u = sampler.draw_noise(scm, jax.random.key(8), 1)
+    for strategy in sampler.STRATEGIES:
+        jac = jax.jacfwd(lambda e: sampler.propagate(scm, e, u, strategy=strategy)[0, 0])(eps)
+        jac = np.asarray(jac)[:, 0, 0, :]  # [j, i]
+        parents = np.asarray(scm.parents[0])
+        reach = np.eye(7, dtype=bool)
+        for _ in range(7):
+            reach = reach | (reach.astype(int) @ parents.astype(int) > 0)  # reach[i, j]: i ~> j
+        assert (jac[~reach.T] == 0).all()
+        np.testing.assert_array_equal(np.diag(jac), np.ones(7))
+
+
+def test_marginals_match_reference_distribution():
+    """Two-sample KS of the compiled draw vs the NumPy reference fed independent noise,
+    at a fixed false-alarm rate (alpha = 1e-3 per column, Bonferroni over columns)."""
+    scm = make_scm(seed=9, k=1, n_levels=(0, 0, 3, 0, 0), hidden=4)
+    rows = np.asarray(sampler.sample(scm, jax.random.key(9), 4000))[0]
+    eps, u = sampler.draw_noise(scm, jax.random.key(1234), 4000)
+    ref = numpy_propagate(scm, eps, u)[0]
+    alpha = 1e-3 / scm.d
+    for j in range(scm.d):
+        if j == 2:  # categorical: chi-square on level counts
+            table = np.stack([np.bincount(rows[:, j].astype(int), minlength=3),
+                              np.bincount(ref[:, j].astype(int), minlength=3)])
+            table = table[:, table.sum(0) > 0]
+            assert stats.chi2_contingency(table).pvalue > alpha
+        else:
+            assert stats.ks_2samp(rows[:, j], ref[:, j]).pvalue > alpha
+
+
+def test_root_marginal_is_empirical_pool():
+    scm = make_scm(seed=10, k=1, m=8)
+    rows = np.asarray(sampler.sample(scm, jax.random.key(0), 8000))[0]
+    root = int(np.flatnonzero(np.asarray(scm.kind[0]) == ROOT)[0])
+    pool = np.asarray(scm.noise[0, :, root])
+    values, counts = np.unique(rows[:, root], return_counts=True)
+    assert np.isin(values, pool).all()
+    expected = np.array([(pool == v).sum() / 8 * 8000 for v in values])
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+
+
+def test_categorical_levels_stay_valid():
+    scm = make_scm(seed=11, k=3, n_levels=(3, 0, 5, 2, 0), hidden=4, n_trees=2)
+    rows = np.asarray(sampler.sample(scm, jax.random.key(0), 500))
+    for j, L in enumerate(np.asarray(scm.n_levels[0])):
+        if L:
+            col = rows[..., j]
+            assert set(np.unique(col)) <= set(range(L))
+
+
+def test_integer_columns_are_rounded():
+    scm = make_scm(seed=12, k=2, integer=(1, 3))
+    rows = np.asarray(sampler.sample(scm, jax.random.key(0), 200))
+    kind = np.asarray(scm.kind)
+    for s in range(2):
+        for j in (1, 3):
+            if kind[s, j] == NUMERIC:
+                np.testing.assert_array_equal(rows[s, :, j], np.round(rows[s, :, j]))
+
+
+def test_intervention_fixes_node_and_cuts_parents():
+    scm = make_scm(seed=13, k=1, n_levels=(0,) * 5, edge_prob=0.9)
+    order = np.asarray(scm.order[0])
+    target = int(order[2])  # has ancestors with edge_prob 0.9
+    key = jax.random.key(0)
+    rows = np.asarray(sampler.sample(scm, key, 300, do={target: 2.5}))[0]
+    assert (rows[:, target] == 2.5).all()
+    # the node's ancestors are untouched by the intervention
+    plain = np.asarray(sampler.sample(scm, key, 300))[0]
+    for i in order[:2]:
+        np.testing.assert_array_equal(rows[:, i], plain[:, i])
+    # matches the reference with the node forced
+    eps, u = sampler.draw_noise(scm, key, 300)
+    want = numpy_propagate(scm, eps, u, do={target: 2.5})[0]
+    np.testing.assert_allclose(rows, want, rtol=1e-4, atol=1e-4)
+
+
+def test_intervention_by_name_and_bad_interventions():
+    scm = make_scm(seed=14, k=1, n_levels=(0, 3, 0), names=("a", "b", "c"))
+    rows = np.asarray(sampler.sample(scm, jax.random.key(0), 50, do={"b": 2}))
+    assert (rows[0, :, 1] == 2).all()
+    with pytest.raises(ValueError, match="unknown column 'zz'"):
+        sampler.sample(scm, jax.random.key(0), 5, do={"zz": 1.0})
+    with pytest.raises(ValueError, match="no level 7"):
+        sampler.sample(scm, jax.random.key(0), 5, do={"b": 7})
+
+
+def test_bad_arguments_fail_before_compiling():
+    scm = make_scm(seed=15, k=1)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        sampler.sample(scm, jax.random.key(0), -1)
+    with pytest.raises(TypeError, match="JAX PRNG key"):
+        sampler.sample(scm, 42, 5)
+    with pytest.raises(TypeError, match="n must be an int"):
+        sampler.sample(scm, jax.random.key(0), 5.0)
+    broken = scm.replace(lin_b=scm.lin_b[:, :-1])
+    with pytest.raises(ValueError, match="SCM.lin_b has shape"):
+        sampler.sample(broken, jax.random.key(0), 5)
+    with pytest.raises(ValueError, match="strategy"):
+        sampler.sample(scm, jax.random.key(0), 5, strategy="magic")
+
+
+def test_edge_cases_k1_d1_n0():
+    one = make_scm(seed=16, k=1, n_levels=(0,))
+    rows = sampler.sample(one, jax.random.key(0), 10)
+    assert rows.shape == (1, 10, 1)
+    assert np.isin(np.asarray(rows), np.asarray(one.noise)).all()
+    assert sampler.sample(make_scm(seed=17, k=3), jax.random.key(0), 0).shape == (3, 0, 5)
+
+
+def test_legacy_prngkey_accepted():
+    scm = make_scm(seed=18, k=1)
+    assert sampler.sample(scm, jax.random.PRNGKey(0), 4).shape == (1, 4, 5)
+
+
+def test_mixture_weights_split_rows():
+    scm = make_scm(seed=19, k=3)
+    counts = sampler.mixture_counts([0.5, 0.25, 0.25], 10)
+    assert counts.tolist() == [5, 3, 2]
+    rows = sampler.sample(scm, jax.random.key(0), 10, weights=[0.5, 0.25, 0.25])
+    full = np.asarray(sampler.sample(scm, jax.random.key(0), int(counts.max())))
+    expected = np.concatenate([full[s, :c] for s, c in enumerate(counts)])
+    np.testing.assert_array_equal(np.asarray(rows), expected)
+    with pytest.raises(ValueError, match="weights"):
+        sampler.mixture_counts([-1, 2], 5)
+
+
+def test_stream_chunks_cover_total():
+    scm = make_scm(seed=20, k=2)
+    chunks = list(sampler.stream(scm, jax.random.key(0), 25, 10))
+    assert [c.shape[1] for c in chunks] == [10, 10, 5]
+    first = sampler.sample(scm, jax.random.fold_in(jax.random.key(0), 0), 10)
+    np.testing.assert_array_equal(np.asarray(chunks[0]), np.asarray(first))
