@@ -340,33 +340,42 @@ def _fit_mlp(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
 
 
 def _fit_trees(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
-    """scikit-learn HistGradientBoosting per task (a loop: it is sklearn), as SCM tree arrays."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    """scikit-learn HistGradientBoosting per task (a loop: it is sklearn), as SCM tree arrays.
+    sklearn runs single-threaded: its OpenMP threads collapse on a shared, loaded CPU."""
+    from threadpoolctl import threadpool_limits
 
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     out = _empty_params(p, len(ids))
+    with threadpool_limits(p.opts["tree_threads"]):
+        for i, t in enumerate(ids):
+            fitted = _fit_tree_task(p, t, fit_rows, categorical, seed)
+            if fitted is not None:
+                out["trees"][i], out["lin_b"][i] = fitted
+    return out
+
+
+def _fit_tree_task(p: _Problem, t: int, fit_rows, categorical: bool, seed: int):
+    """One HistGradientBoosting model of task t -> (TreeArrays, bias f32[C]), or None when a
+    classifier sees a single level in ``fit_rows``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
     kwargs = dict(max_iter=p.opts["tree_max_iter"], max_leaf_nodes=p.opts["tree_max_leaf_nodes"],
                   early_stopping=False, random_state=seed)
-    for i, t in enumerate(ids):
-        slots = np.flatnonzero(p.tasks.mask[t])  # model feature f reads SCM slot slots[f]
-        x = p.z[np.ix_(fit_rows, slots)]
-        y = p.values[fit_rows, p.tasks.node[t]]
-        if categorical:
-            codes = y.astype(np.int64)
-            if len(np.unique(codes)) < 2:
-                continue  # nothing to learn on these rows; the loss below marks it unusable
-            model = HistGradientBoostingClassifier(**kwargs).fit(x, codes)
-            arrays, bias = hgb_classifier_arrays(model, slots, p.n_channels,
-                                                 channel_map=model.classes_)
-            absent = np.ones(p.n_channels, bool)
-            absent[model.classes_] = False
-            bias[absent & p.valid([t])[0]] = ABSENT_LOGIT
-        else:
-            model = HistGradientBoostingRegressor(**kwargs).fit(x, y)
-            arrays, bias = hgb_regressor_arrays(model, slots, p.n_channels)
-        out["trees"][i] = arrays
-        out["lin_b"][i] = bias
-    return out
+    slots = np.flatnonzero(p.tasks.mask[t])  # model feature f reads SCM slot slots[f]
+    x = p.z[np.ix_(fit_rows, slots)]
+    y = p.values[fit_rows, p.tasks.node[t]]
+    if not categorical:
+        model = HistGradientBoostingRegressor(**kwargs).fit(x, y)
+        return hgb_regressor_arrays(model, slots, p.n_channels)
+    codes = y.astype(np.int64)
+    if len(np.unique(codes)) < 2:
+        return None
+    model = HistGradientBoostingClassifier(**kwargs).fit(x, codes)
+    arrays, bias = hgb_classifier_arrays(model, slots, p.n_channels, channel_map=model.classes_)
+    absent = p.valid([t])[0]
+    absent[model.classes_] = False  # valid levels missing from these rows: ~zero probability
+    bias[absent] = ABSENT_LOGIT
+    return arrays, bias
 
 
 _FITTERS = {"linear": _fit_linear, "mlp": _fit_mlp, "trees": _fit_trees}
@@ -414,7 +423,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
         max_noise_rows: int = 2048, ridge: float = 1e-4, logistic_steps: int = 50,
         logistic_l2: float = 1e-4, mlp_hidden: int = 16, mlp_steps: int = 300,
         mlp_lr: float = 1e-2, mlp_l2: float = 1e-4, tree_max_iter: int = 100,
-        tree_max_leaf_nodes: int = 31, min_rows: int = MIN_ROWS,
+        tree_max_leaf_nodes: int = 31, tree_threads: int = 1, min_rows: int = MIN_ROWS,
         return_info: bool = False):
     """Fit one SCM per DAG to ``table`` and stack them: an ``SCM`` with leading axis k.
 
@@ -464,7 +473,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     U = len(tasks.node)
     opts = dict(ridge=ridge, logistic_steps=logistic_steps, logistic_l2=logistic_l2,
                 mlp_steps=mlp_steps, mlp_lr=mlp_lr, mlp_l2=mlp_l2, tree_max_iter=tree_max_iter,
-                tree_max_leaf_nodes=tree_max_leaf_nodes)
+                tree_max_leaf_nodes=tree_max_leaf_nodes, tree_threads=tree_threads)
     p = _Problem(z, values, n_levels, tasks, C, H, opts)
 
     key_split, key_select, key_final, key_noise = jax.random.split(key, 4)

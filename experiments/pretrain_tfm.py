@@ -1,0 +1,249 @@
+"""Pretrain the in-context TFM on the random-SCM prior (causaljax.prior).
+
+Commands:
+    python experiments/pretrain_tfm.py --quick --out runs/pretrain_quick     # ~2-4 min on CPU
+    nohup python experiments/pretrain_tfm.py --out runs/pretrain --minutes 100 --steps 6000 &
+    python experiments/pretrain_tfm.py --resume --out runs/pretrain --minutes 30   # continue
+    python experiments/pretrain_tfm.py --export runs/pretrain   # -> causaljax/tfm/weights/default.*
+
+Output in --out: run.json (configs; a resumed run reuses it), ckpt_<step>.msgpack (+ .json:
+step, wall time) every --ckpt-minutes, train_log.csv, val_log.csv (held-out prior loss),
+loss.png. The learning-rate schedule (warmup + cosine) runs over --steps; --minutes stops
+earlier if the budget runs out. Float32 on CPU, bfloat16 compute on GPU.
+Resume continues from the latest checkpoint with the same step count and data (each step's
+prior batch is drawn from fold_in(key, step)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import glob
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from causaljax.prior import PriorConfig  # noqa: E402
+from causaljax.tfm import checkpoint as ckpt_lib  # noqa: E402
+from causaljax.tfm.model import ModelConfig, n_params  # noqa: E402
+from causaljax.tfm.pretrain import (  # noqa: E402
+    TrainConfig, bucket_of, init_state, load_state, prior_for, save_state, train_step,
+    validation_batches, validation_loss,
+)
+
+
+def configs(args):
+    if args.quick:
+        mc = ModelConfig(width=64, depth=2, heads=2)
+        tc = TrainConfig(total_steps=args.steps or 150, lr=2e-3, warmup=20, tokens_per_step=1024,
+                         row_buckets=(64, 128), seed=args.seed)
+        pc = PriorConfig(n_nodes=16, max_prior_features=12, pool=256)
+    else:
+        mc = ModelConfig(width=args.width, depth=args.depth, heads=args.heads)
+        tc = TrainConfig(total_steps=args.steps, lr=args.lr, warmup=min(300, args.steps // 10),
+                         tokens_per_step=args.tokens, row_buckets=(128, 128, 256, 256, 512),
+                         seed=args.seed)
+        pc = PriorConfig()
+    return mc, tc, pc
+
+
+def latest_checkpoint(out: str):
+    files = sorted(glob.glob(os.path.join(out, "ckpt_*.msgpack")))
+    return files[-1] if files else None
+
+
+def truncate_csv(path: str, max_step: int) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= max_step]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(keep)
+
+
+def append_csv(path: str, header: list, row: list) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(header)
+        w.writerow(row)
+
+
+def plot(out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    tr = pd.read_csv(os.path.join(out, "train_log.csv"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(tr.step, tr.loss.rolling(50, min_periods=1).mean(), label="train (50-step mean)")
+    vpath = os.path.join(out, "val_log.csv")
+    if os.path.exists(vpath):
+        va = pd.read_csv(vpath)
+        ax.plot(va.step, va.val_loss, "o-", label="held-out prior")
+    ax.set_xlabel("step")
+    ax.set_ylabel("query cross-entropy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "loss.png"), dpi=100)
+    plt.close(fig)
+
+
+def save_checkpoint(state, out: str, wall: float, keep: int = 2) -> str:
+    step = int(state.step)
+    path = os.path.join(out, f"ckpt_{step:08d}.msgpack")
+    save_state(state, path)
+    with open(path.replace(".msgpack", ".json"), "w") as f:
+        json.dump({"step": step, "wall_time_s": wall, "device": jax.devices()[0].device_kind,
+                   "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+    for old in sorted(glob.glob(os.path.join(out, "ckpt_*.msgpack")))[:-keep]:
+        os.remove(old)
+        if os.path.exists(old.replace(".msgpack", ".json")):
+            os.remove(old.replace(".msgpack", ".json"))
+    return path
+
+
+def load_run(out: str):
+    with open(os.path.join(out, "run.json")) as f:
+        run = json.load(f)
+    tc = run["train"]
+    tc["row_buckets"] = tuple(tc["row_buckets"])
+    return ModelConfig(**run["model"]), TrainConfig(**tc), PriorConfig(**run["prior"])
+
+
+def export(run_dir: str, dest: str) -> None:
+    mc, tc, _ = load_run(run_dir)
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise SystemExit(f"no checkpoint in {run_dir}")
+    state = load_state(init_state(mc, tc), path)
+    with open(path.replace(".msgpack", ".json")) as f:
+        info = json.load(f)
+    meta = ckpt_lib.save_weights(
+        state.params, mc, dest, train_steps=info["step"], planned_steps=tc.total_steps,
+        wall_time_s=round(info["wall_time_s"], 1), device=info["device"],
+        source=os.path.basename(path), train_config=tc.to_dict())
+    print(json.dumps({k: v for k, v in meta.items() if k != "train_config"}, indent=2))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", default="runs/pretrain")
+    ap.add_argument("--quick", action="store_true", help="tiny model and prior, a few CPU minutes")
+    ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    ap.add_argument("--export", metavar="RUN_DIR", help="export RUN_DIR's latest checkpoint")
+    ap.add_argument("--dest", default=str(ckpt_lib.WEIGHTS_DIR / "default.msgpack"))
+    ap.add_argument("--steps", type=int, default=0, help="schedule length (default 6000; quick 150)")
+    ap.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+    ap.add_argument("--ckpt-minutes", type=float, default=2.0)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--tokens", type=int, default=3072, help="rows per step (batch x rows)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    if args.export:
+        export(args.export, args.dest)
+        return
+    if not args.quick and not args.steps:
+        args.steps = 6000
+    os.makedirs(args.out, exist_ok=True)
+    run_json = os.path.join(args.out, "run.json")
+    if args.resume:
+        mc, tc, pc = load_run(args.out)
+    else:
+        mc, tc, pc = configs(args)
+        with open(run_json, "w") as f:
+            json.dump({"model": mc.to_dict(), "train": tc.to_dict(),
+                       "prior": dataclasses.asdict(pc), "argv": sys.argv[1:]}, f, indent=2)
+        for name in ("train_log.csv", "val_log.csv"):
+            if os.path.exists(os.path.join(args.out, name)):
+                os.remove(os.path.join(args.out, name))
+    dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
+    state = init_state(mc, tc)
+    wall = 0.0
+    if args.resume:
+        path = latest_checkpoint(args.out)
+        if path is None:
+            raise SystemExit(f"--resume: no checkpoint in {args.out}")
+        state = load_state(state, path)
+        with open(path.replace(".msgpack", ".json")) as f:
+            wall = json.load(f)["wall_time_s"]
+        for name in ("train_log.csv", "val_log.csv"):
+            truncate_csv(os.path.join(args.out, name), int(state.step))
+        print(f"resumed from {path} at step {int(state.step)}", flush=True)
+    print(f"model {n_params(state.params):,} parameters, backend {jax.default_backend()}, "
+          f"dtype {jnp.dtype(dtype).name}, steps {tc.total_steps}", flush=True)
+
+    key = jax.random.key(tc.seed)
+    val_pc = prior_for(256 if not args.quick else 128, pc)
+    val = validation_batches(val_pc, n_batches=4, batch_size=16 if not args.quick else 8)
+    budget = args.minutes * 60 if args.minutes else float("inf")
+    t_start, last_ckpt = time.perf_counter(), time.perf_counter()
+    pending = None  # metrics of the previous step, fetched one step late
+
+    def log(p):
+        step, bucket, m, t = p
+        append_csv(os.path.join(args.out, "train_log.csv"),
+                   ["step", "wall_s", "rows", "loss", "acc", "grad_norm"],
+                   [step, round(t, 2), bucket, float(m["loss"]), float(m["acc"]),
+                    float(m["grad_norm"])])
+
+    def run_eval():
+        vl, va = validation_loss(state.params, mc, val, dtype)
+        append_csv(os.path.join(args.out, "val_log.csv"), ["step", "wall_s", "val_loss", "val_acc"],
+                   [int(state.step), round(wall_now(), 2), vl, va])
+        print(f"step {int(state.step)}  val_loss {vl:.4f}  val_acc {va:.3f}  "
+              f"wall {wall_now() / 60:.1f} min", flush=True)
+
+    def wall_now():
+        return wall + time.perf_counter() - t_start
+
+    if int(state.step) == 0:
+        run_eval()
+    while int(state.step) < tc.total_steps and time.perf_counter() - t_start < budget:
+        step = int(state.step)
+        rows = bucket_of(step, tc)
+        pc_b = prior_for(rows, pc)
+        state, metrics = train_step(state, key, mc=mc, tc=tc, pc=pc_b,
+                                    batch_size=max(tc.tokens_per_step // rows, 1), dtype=dtype)
+        if pending is not None:
+            log(pending)
+        pending = (step + 1, rows, metrics, wall_now())
+        if (step + 1) % 25 == 0:
+            print(f"step {step + 1}  loss {float(metrics['loss']):.4f}  "
+                  f"wall {wall_now() / 60:.1f} min", flush=True)
+        if (step + 1) % args.eval_every == 0:
+            run_eval()
+        if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:
+            log(pending)
+            pending = None
+            save_checkpoint(state, args.out, wall_now())
+            plot(args.out)
+            last_ckpt = time.perf_counter()
+    if pending is not None:
+        log(pending)
+    if int(state.step) % args.eval_every != 0:
+        run_eval()
+    path = save_checkpoint(state, args.out, wall_now())
+    plot(args.out)
+    print(f"done: step {int(state.step)}, wall {wall_now() / 60:.1f} min, checkpoint {path}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
