@@ -1,95 +1,15 @@
-"""Random fixed-shape SCMs built directly (no fitting) and a plain NumPy reference sampler.
-
-Both are test oracles: the factory exercises every mechanism family of the SCM contract, and
-``numpy_propagate`` is an independent, loop-by-loop reading of the contract's docstring.
-"""
+"""A plain NumPy reference sampler: an independent, loop-by-loop reading of the SCM contract's
+docstring, fed the same noise as the compiled sampler."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from causaljax.scm.types import (
-    CATEGORICAL, NUMERIC, ROOT, SCM, as_jax, empty_families, slots_for, topological_depth,
-    validate,
-)
+from causaljax.scm.random import random_scm
+from causaljax.scm.types import NUMERIC, ROOT, SCM
 
 
-def random_tree(rng, parent_slots, n_nodes, n_channels, depth):
-    """One random binary tree over ``parent_slots`` with at most ``n_nodes`` nodes."""
-    feature = np.zeros(n_nodes, np.int32)
-    threshold = np.zeros(n_nodes, np.float32)
-    left = np.arange(n_nodes, dtype=np.int32)
-    right = np.arange(n_nodes, dtype=np.int32)
-    value = np.zeros((n_nodes, n_channels), np.float32)
-    frontier, used = [(0, 0)], 1
-    while frontier:
-        node, level = frontier.pop(0)
-        if level < depth and used + 2 <= n_nodes:
-            feature[node] = rng.choice(parent_slots)
-            threshold[node] = rng.normal(scale=0.5)
-            left[node], right[node] = used, used + 1
-            frontier += [(used, level + 1), (used + 1, level + 1)]
-            used += 2
-        else:
-            value[node] = rng.normal(size=n_channels)
-    return feature, threshold, left, right, value
-
-
-def make_scm(seed=0, k=2, n_levels=(0, 0, 3, 0, 2), *, edge_prob=0.6, m=64, hidden=0,
-             quad=False, n_trees=0, tree_nodes=7, integer=(), names=None) -> SCM:
-    """k random SCMs over columns with ``n_levels`` (0 = numeric); every family requested is
-    given random non-zero parameters on every non-root node."""
-    rng = np.random.default_rng(seed)
-    n_levels = np.asarray(n_levels, np.int32)
-    d = len(n_levels)
-    slot_column, slot_level = slots_for(n_levels)
-    S, C = len(slot_column), max(2, int(n_levels.max()))
-    fam = empty_families(k, d, S, C, hidden=hidden, quad=quad, n_trees=n_trees,
-                         tree_nodes=tree_nodes)
-    parents = np.zeros((k, d, d), bool)
-    order = np.zeros((k, d), np.int32)
-    depth = np.zeros(k, np.int32)
-    kind = np.zeros((k, d), np.int32)
-    noise = np.zeros((k, m, d), np.float32)
-    for s in range(k):
-        perm = rng.permutation(d)
-        for a in range(d):
-            for b in range(a + 1, d):
-                parents[s, perm[a], perm[b]] = rng.random() < edge_prob
-        order[s], depth[s] = topological_depth(parents[s])
-        for j in range(d):
-            has_parents = parents[s, :, j].any()
-            kind[s, j] = ROOT if not has_parents else (CATEGORICAL if n_levels[j] else NUMERIC)
-            if kind[s, j] == ROOT:
-                noise[s, :, j] = (rng.integers(0, n_levels[j], m) if n_levels[j]
-                                  else rng.normal(size=m).round(0 if j in integer else 6))
-                continue
-            if kind[s, j] == NUMERIC:
-                noise[s, :, j] = rng.normal(scale=0.3, size=m)
-            pslots = np.flatnonzero(parents[s, slot_column, j])
-            fam["lin_w"][s, j] = rng.normal(scale=0.7, size=(S, C))
-            fam["lin_b"][s, j] = rng.normal(size=C)
-            if quad:
-                fam["quad_w"][s, j] = rng.normal(scale=0.1, size=(S, S, C))
-            if hidden:
-                fam["mlp_w1"][s, j] = rng.normal(size=(S, hidden))
-                fam["mlp_b1"][s, j] = rng.normal(size=hidden)
-                fam["mlp_w2"][s, j] = rng.normal(scale=0.5, size=(hidden, C))
-            for t in range(n_trees):
-                tree = random_tree(rng, pslots, tree_nodes, C, depth=2)
-                for name, arr in zip(("tree_feature", "tree_threshold", "tree_left", "tree_right",
-                                      "tree_value"), tree):
-                    fam[name][s, j, t] = arr
-    scm = SCM(
-        parents=parents, order=order, depth=depth, kind=kind,
-        n_levels=np.broadcast_to(n_levels, (k, d)).copy(),
-        is_integer=np.broadcast_to(np.isin(np.arange(d), integer), (k, d)).copy(),
-        noise=noise, slot_column=np.broadcast_to(slot_column, (k, S)).copy(),
-        slot_level=np.broadcast_to(slot_level, (k, S)).copy(), tree_depth=3 if n_trees else 0,
-        names=tuple(names or [f"x{j}" for j in range(d)]), **fam,
-    )
-    validate(scm)
-    return as_jax(scm)
+make_scm = random_scm  # the library's random SCM builder (every mechanism family)
 
 
 def numpy_propagate(scm: SCM, eps, u, do=None):

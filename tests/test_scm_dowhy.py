@@ -6,18 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from dowhy import gcm
+from threadpoolctl import threadpool_limits
 
 from causaljax.data import Table
 from causaljax.scm.dowhy import dowhy_frame, from_dowhy
-from causaljax.scm.mechanisms import (all_node_outputs, categorical_probs, encode_slots,
-                                      masked_params, node_outputs)
+from causaljax.scm.mechanisms import (
+    all_node_outputs,
+    categorical_probs,
+    encode_slots,
+    masked_params,
+    node_outputs,
+)
 from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT
 
 EDGES = [("a", "k"), ("c", "k"), ("a", "b"), ("c", "b"), ("g", "b"), ("k", "b"),
          ("b", "t"), ("c", "t"), ("a", "t")]
 
 
-def _table(n=400, seed=0):
+def _table(n=300, seed=0):
     """Mixed table: a numeric, c 3 str levels, g 8 str levels (parents of b then hold 11
     categories > 7, so DoWhy target-encodes them), k integer, b numeric, t integer classes."""
     rng = np.random.default_rng(seed)
@@ -29,7 +35,7 @@ def _table(n=400, seed=0):
     b = np.sin(a) + 0.3 * k + np.array([geff[v] for v in g]) + (c == "z") + 0.2 * rng.normal(size=n)
     logit = b - 0.5 * (c == "x") + a
     t = (logit + rng.logistic(size=n) > 0.5).astype(int) + (logit > 2)
-    df = pd.DataFrame(dict(a=a, c=c, g=g, k=k, b=b, t=t))
+    df = pd.DataFrame({"a": a, "c": c, "g": g, "k": k, "b": b, "t": t})
     return Table.from_pandas(df, target="t")
 
 
@@ -106,6 +112,13 @@ def _check_structure(model, table, scm):
                                        np.ravel(mech.noise_model.data), rtol=1e-5, atol=1e-5)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """HistGradientBoosting's OpenMP threads crawl on a shared 2-core machine."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
 @pytest.fixture(scope="module")
 def table():
     return _table()
@@ -162,7 +175,7 @@ def test_binary_classifiers():
     a = rng.normal(size=n)
     c = rng.choice(["u", "v"], n)
     t = np.where(a + (c == "u") + rng.logistic(size=n) > 0.5, "yes", "no")
-    table = Table.from_pandas(pd.DataFrame(dict(a=a, c=c, t=t)), target="t")
+    table = Table.from_pandas(pd.DataFrame({"a": a, "c": c, "t": t}), target="t")
     graph = nx.DiGraph([("a", "t"), ("c", "t")])
     for clf in (gcm.ml.create_logistic_regression_classifier(),
                 gcm.ml.create_hist_gradient_boost_classifier(max_iter=10)):

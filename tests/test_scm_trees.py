@@ -4,10 +4,16 @@ import pytest
 from scipy.special import softmax
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from threadpoolctl import threadpool_limits
 
 from causaljax.scm.mechanisms import tree_outputs
-from causaljax.scm.trees import (decision_tree_arrays, floor_float32, hgb_classifier_arrays,
-                                 hgb_regressor_arrays, stack_trees)
+from causaljax.scm.trees import (
+    decision_tree_arrays,
+    floor_float32,
+    hgb_classifier_arrays,
+    hgb_regressor_arrays,
+    stack_trees,
+)
 
 
 def _data(seed=0, n=300):
@@ -30,6 +36,13 @@ def _eval(arr, z):
 
 
 SLOT_MAP = [4, 0, 2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """HistGradientBoosting's OpenMP threads crawl on a shared 2-core machine."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
 
 
 def test_floor_float32():
@@ -91,7 +104,7 @@ def test_decision_tree_regressor_exact():
 
 
 def test_decision_tree_classifier_log_probs():
-    X, rng = _data(3)
+    X, _rng = _data(3)
     y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 2)
     model = DecisionTreeClassifier(max_depth=5, min_samples_leaf=5, random_state=0).fit(X, y)
     arr = decision_tree_arrays(model, SLOT_MAP, n_channels=3)
@@ -103,7 +116,7 @@ def test_stack_trees_pads():
     X, rng = _data(4)
     y = X[:, 0] + rng.normal(size=len(X))
     small = decision_tree_arrays(DecisionTreeRegressor(max_depth=2).fit(X, y), SLOT_MAP, 2)
-    big, bias = hgb_regressor_arrays(
+    big, _bias = hgb_regressor_arrays(
         HistGradientBoostingRegressor(max_iter=5).fit(X, y), SLOT_MAP, 2)
     stacked = stack_trees([small, None, big])
     assert stacked.feature.shape == (3, 5, max(small.n_nodes, big.n_nodes))

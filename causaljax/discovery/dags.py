@@ -1,20 +1,23 @@
 """Sample DAGs from a matrix of edge probabilities (acyclic by construction).
 
-Given P f32[d, d] (P[i, j]: evidence for i -> j, as from `edge_probabilities`), each DAG is
-drawn in two steps:
+Given P f32[d, d] (P[i, j]: share of runs with i -> j, as from `edge_probabilities`, so
+P[i, j] + P[j, i] <= 1), each DAG is drawn in three steps:
 
-1. An order. Pairwise votes q[i, j] = ½ + (P[i, j] - P[j, i]) / 2 say how likely i comes
-   before j (a pair never oriented, or never adjacent, is a coin flip; q[i, j] + q[j, i] = 1).
-   The order is built front to back: among the nodes still left, the next one is i with
-   probability ∝ Π_{j left} q[i, j], the chance that i precedes every remaining node under
-   independent pairwise votes (Gumbel-max on the log-scores; q is floored at 1e-9 so
-   contradictory P, e.g. a directed cycle of certain edges, still yields an order).
-2. Edges. For i before j, the edge i -> j is kept with probability A[i, j] = min(1, P[i, j] +
-   P[j, i]), the adjacency share. Only forward edges exist, so the graph is acyclic; the
-   skeleton frequencies are A exactly and orientations follow the order.
+1. Edges, independently per pair: i -> j with probability P[i, j], j -> i with P[j, i], no
+   edge otherwise (one uniform per pair; if P[i, j] + P[j, i] > 1 the second direction only
+   gets the remainder 1 - P[i, j]).
+2. An order, by Kahn's algorithm on the drawn graph: the next node is one with no parent
+   among the nodes left; if a cycle leaves none, one with the fewest such parents. Ties are
+   broken uniformly at random.
+3. Edges that point backwards in the order (only ever those closing a cycle) are reversed,
+   so the skeleton is kept and the graph is acyclic.
 
-A pair oriented with certainty (P[i, j] = 1) is always ordered i before j. Everything is one
-jitted, vmapped JAX function of the key: the same key gives the same DAGs.
+When the drawn graph is acyclic (always, if P is supported on a DAG) nothing is reversed and
+Pr(i -> j) = P[i, j] exactly; in any case the pair i, j is adjacent with probability
+min(1, P[i, j] + P[j, i]). Undirected evidence (½ each way) becomes a fair coin per sample,
+which can create v-structures the data did not support; that is accepted, not corrected.
+
+Everything is one jitted, vmapped JAX function of the key: the same key gives the same DAGs.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-
-_Q_FLOOR = 1e-9
 
 
 @struct.dataclass
@@ -77,23 +78,26 @@ def _sample(keys, P):
 def _sample_one(key, P):
     """One DAG: (adjacency bool[d, d], order int32[d], depth int32[])."""
     d = P.shape[0]
-    q = jnp.clip(0.5 + (P - P.T) / 2, 0.0, 1.0)  # f32[d, d]: Pr(i before j)
-    log_q = jnp.log(jnp.maximum(q, _Q_FLOOR)) * (1 - jnp.eye(d))
-    adjacent = jnp.minimum(P + P.T, 1.0)  # f32[d, d]
-    key_order, key_edges = jax.random.split(key)
-    gumbel = jax.random.gumbel(key_order, (d, d))  # one row of noise per step
+    key_edges, key_ties = jax.random.split(key)
+    u = jnp.triu(jax.random.uniform(key_edges, (d, d)), 1)
+    u = u + u.T  # one uniform per pair
+    upper = jnp.triu(jnp.ones((d, d), bool), 1)
+    drawn = jnp.where(upper, u < P, (u >= P.T) & (u < P.T + P))  # bool[d, d]: i -> j
 
-    def pick(left, g):  # left bool[d]: nodes not yet placed
-        score = log_q @ left.astype(jnp.float32)  # Σ_{j left} log q[i, j]
-        i = jnp.argmax(jnp.where(left, score + g, -jnp.inf))
+    ties = jax.random.uniform(key_ties, (d, d), maxval=0.5)  # < 1: never beats a parent count
+
+    def pick(left, tie):  # left bool[d]: nodes not yet placed
+        parents_left = (drawn & left[:, None]).sum(0)  # int[d]
+        score = jnp.where(left, tie - parents_left, -jnp.inf)
+        i = jnp.argmax(score)
         return left.at[i].set(False), i.astype(jnp.int32)
 
-    _, order = jax.lax.scan(pick, jnp.ones(d, bool), gumbel)  # int32[d]
+    _, order = jax.lax.scan(pick, jnp.ones(d, bool), ties)  # int32[d]
     position = jnp.zeros(d, jnp.int32).at[order].set(jnp.arange(d, dtype=jnp.int32))
     forward = position[:, None] < position[None, :]
-    adjacency = forward & (jax.random.uniform(key_edges, (d, d)) < adjacent)
+    adjacency = forward & (drawn | drawn.T)
 
-    def level_of(level, j):  # longest path ending at j, parents already done
+    def level_of(level, j):  # longest path ending at j; its parents come earlier
         new = jnp.max(jnp.where(adjacency[:, j], level + 1, 0))
         return level.at[j].set(new), None
 

@@ -64,8 +64,13 @@ _DIRECTION_WEIGHT = {
 
 def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
                        alpha: float = 0.05, seed: int = 0, max_depth: int | None = 3,
-                       n_jobs: int | None = None) -> np.ndarray:
+                       n_jobs: int | None = None, subsample: float | None = None) -> np.ndarray:
     """P f32[d, d] over all columns of `table` (target included); see the module docstring.
+
+    Resamples: n rows drawn with replacement (the bootstrap), or, with `subsample` = f in
+    (0, 1), round(f·n) rows drawn without replacement. Bootstrap duplicates make CI tests
+    anti-conservative (an absent edge is found in ≈ 13-17 % of resamples at alpha = 0.05 rather
+    than 5 %); half-subsamples (f = 0.5) keep the nominal rate at the cost of power.
 
     max_depth caps the conditioning-set size (PC `max_k`, FCI `depth`); None = unlimited.
     n_jobs worker processes (default os.cpu_count()); 1 runs in this process.
@@ -74,18 +79,19 @@ def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
     return edge_probabilities_array(
         table.values, table.n_levels, names=table.names, first=table.target_index,
         algorithms=algorithms, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
-        max_depth=max_depth, n_jobs=n_jobs)
+        max_depth=max_depth, n_jobs=n_jobs, subsample=subsample)
 
 
 def edge_probabilities_array(values, n_levels, *, names=None, first: int | None = None,
                              algorithms=ALGORITHMS, n_bootstrap: int = 20, alpha: float = 0.05,
                              seed: int = 0, max_depth: int | None = 3,
-                             n_jobs: int | None = None) -> np.ndarray:
+                             n_jobs: int | None = None,
+                             subsample: float | None = None) -> np.ndarray:
     """`edge_probabilities` on a bare encoded matrix: values f32[n, d], n_levels int[d]
     (0 = numeric, else a categorical coded 0..L-1). `first` is scanned first for collinearity."""
     values = np.asarray(values, np.float64)
     n_levels = np.asarray(n_levels, np.int64)
-    _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth)
+    _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth, subsample)
     n, d = values.shape
     names = list(names) if names is not None else [f"x{j}" for j in range(d)]
     test = ci_test_for(n_levels)
@@ -102,7 +108,7 @@ def edge_probabilities_array(values, n_levels, *, names=None, first: int | None 
     if len(keep) < 2:
         return P.astype(np.float32)
 
-    rows = np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))  # int[B, n]
+    rows = _resample_rows(np.random.default_rng(seed), n, n_bootstrap, subsample)  # int[B, m]
     data, levels = values[:, keep], n_levels[keep]
     tasks = [(data[r], levels, algorithm, test, alpha, depth)
              for r in rows for algorithm in algorithms]
@@ -136,7 +142,8 @@ def usable_columns(values, n_levels, test: str, *, first: int | None = None):
     """Split columns into (keep, constant, collinear) sorted index lists.
 
     Collinearity (linear tests only): a column whose encoded block keeps less than
-    COLLINEAR_TOL of its variance after regression on the blocks already kept."""
+    COLLINEAR_TOL of its variance (smallest eigenvalue of the residual correlation) after
+    regression on the blocks already kept, scanned in column order with `first` first."""
     d = values.shape[1]
     constant = [j for j in range(d) if np.ptp(values[:, j]) == 0]
     if test == "gsq":
@@ -145,18 +152,23 @@ def usable_columns(values, n_levels, test: str, *, first: int | None = None):
     if first is not None and first in scan:
         scan.remove(first)
         scan.insert(0, first)
-    kept, collinear, basis = [], [], np.ones((values.shape[0], 1))  # basis: intercept + kept
-    for j in scan:
-        block = _encode_block(values[:, j], n_levels[j])  # [n, b]
-        block = (block - block.mean(0)) / block.std(0)
-        coef, *_ = np.linalg.lstsq(basis, block, rcond=None)
-        resid = block - basis @ coef
-        smallest = np.linalg.svd(resid, compute_uv=False).min() ** 2 / len(block)
-        if smallest < COLLINEAR_TOL:
+    blocks = [_encode_block(values[:, j], n_levels[j]) for j in scan]
+    slots = np.split(np.arange(sum(x.shape[1] for x in blocks)),
+                     np.cumsum([x.shape[1] for x in blocks])[:-1])
+    Z = np.hstack(blocks) if blocks else np.zeros((len(values), 0))  # f64[n, D]
+    Z = (Z - Z.mean(0)) / Z.std(0)
+    R = Z.T @ Z / len(Z)  # [D, D] correlations
+    kept, collinear, basis = [], [], np.zeros(0, int)  # basis: slots of the kept columns
+    for j, b in zip(scan, slots):
+        S = R[np.ix_(b, b)]  # residual correlation of j's block given the kept blocks
+        if basis.size:
+            C = R[np.ix_(basis, b)]
+            S = S - C.T @ np.linalg.solve(R[np.ix_(basis, basis)], C)
+        if np.linalg.eigvalsh(S).min() < COLLINEAR_TOL:
             collinear.append(j)
         else:
             kept.append(j)
-            basis = np.hstack([basis, block])
+            basis = np.concatenate([basis, b])
     return sorted(kept), constant, sorted(collinear)
 
 
@@ -197,7 +209,14 @@ def _map(fn, tasks, n_jobs):
     return Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(*t) for t in tasks)
 
 
-def _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth):
+def _resample_rows(rng, n: int, n_bootstrap: int, subsample: float | None) -> np.ndarray:
+    if subsample is None:
+        return rng.integers(0, n, size=(n_bootstrap, n))
+    m = int(round(subsample * n))
+    return np.stack([rng.choice(n, size=m, replace=False) for _ in range(n_bootstrap)])
+
+
+def _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth, subsample):
     if values.ndim != 2:
         raise ValueError(f"values must be 2-D [n, d], got shape {values.shape}")
     n, d = values.shape
@@ -217,6 +236,11 @@ def _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth
         raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
     if max_depth is not None and (int(max_depth) != max_depth or max_depth < 0):
         raise ValueError(f"max_depth must be None or an integer >= 0, got {max_depth!r}")
+    if subsample is not None:
+        if not 0.0 < subsample < 1.0:
+            raise ValueError(f"subsample must be None or lie in (0, 1), got {subsample!r}")
+        if round(subsample * n) < MIN_ROWS:
+            raise ValueError(f"subsample keeps {round(subsample * n)} rows; need {MIN_ROWS}")
 
 
 # ---------------------------------------------------------------------------------------

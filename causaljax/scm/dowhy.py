@@ -48,10 +48,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from causaljax.scm.trees import (TreeArrays, decision_tree_arrays, hgb_classifier_arrays,
-                                 hgb_regressor_arrays, pack_trees, stack_trees)
-from causaljax.scm.types import (CATEGORICAL, NUMERIC, ROOT, SCM, as_jax, empty_families,
-                                 slots_for, topological_depth, validate)
+from causaljax.scm.trees import (
+    TreeArrays,
+    decision_tree_arrays,
+    hgb_classifier_arrays,
+    hgb_regressor_arrays,
+    pack_trees,
+    stack_trees,
+)
+from causaljax.scm.types import (
+    CATEGORICAL,
+    NUMERIC,
+    ROOT,
+    SCM,
+    as_jax,
+    empty_families,
+    slots_for,
+    topological_depth,
+    validate,
+)
 
 NEG_LOGIT = -1e9  # logit of a level the classifier never saw
 
@@ -262,7 +277,7 @@ def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
         feats = conv.features(node, parent_names, wrapper)
         coef = np.ravel(np.asarray(wrapper.coefficients, np.float64))
         lin_w, lin_b = _linear_terms([coef], [float(wrapper.intercept)], feats, channels, C)
-        return dict(lin_w=lin_w, lin_b=lin_b, quad_w=None, trees=None)
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
     model = getattr(wrapper, "sklearn_model", None)
     if model is None:
         raise ValueError(f"node {node!r}: unsupported prediction model {kind}")
@@ -284,15 +299,15 @@ def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
         else:
             raise ValueError(f"node {node!r}: unsupported pipeline {steps}")
         lin_w, lin_b, quad_w = _poly_terms(poly.powers_, coef, b, feats, ch, C, node)
-        return dict(lin_w=lin_w, lin_b=lin_b, quad_w=quad_w, trees=None)
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": quad_w, "trees": None}
     if not classifier and name in _LINEAR_REGRESSORS:
         lin_w, lin_b = _linear_terms([np.ravel(model.coef_)],
                                      [float(np.ravel(model.intercept_)[0])], feats, channels, C)
-        return dict(lin_w=lin_w, lin_b=lin_b, quad_w=None, trees=None)
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
     if classifier and name == "LogisticRegression":
         coef, b, ch = _logit_rows(model, class_channels)
         lin_w, lin_b = _linear_terms(coef, b, feats, ch, C)
-        return dict(lin_w=lin_w, lin_b=lin_b, quad_w=None, trees=None)
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
     zero_w = np.zeros((conv.S, C))
     if not classifier and name == "HistGradientBoostingRegressor":
         tree, bias = hgb_regressor_arrays(model, identity, C, channel=channels[0])
@@ -306,8 +321,8 @@ def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
     else:
         raise ValueError(f"node {node!r}: unsupported "
                          f"{'classifier' if classifier else 'regressor'} {name}")
-    return dict(lin_w=zero_w, lin_b=np.asarray(bias, np.float64), quad_w=None,
-                trees=_tree_slots(tree, feats, conv))
+    return {"lin_w": zero_w, "lin_b": np.asarray(bias, np.float64), "quad_w": None,
+                "trees": _tree_slots(tree, feats, conv)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -323,8 +338,11 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
     """Convert a fitted DoWhy ``gcm.StructuralCausalModel`` over ``table``'s columns into a
     k = 1 SCM (see the module docstring for what is supported). Raises ValueError naming the
     node for anything it cannot represent exactly."""
-    from dowhy.gcm.causal_mechanisms import (AdditiveNoiseModel, ClassifierFCM,
-                                             DiscreteAdditiveNoiseModel)
+    from dowhy.gcm.causal_mechanisms import (
+        AdditiveNoiseModel,
+        ClassifierFCM,
+        DiscreteAdditiveNoiseModel,
+    )
     from dowhy.gcm.stochastic_models import EmpiricalDistribution
 
     conv = _Converter(table)
@@ -355,9 +373,9 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
                 data = np.array([conv.code_of(j, v, node, "root") for v in data], np.float64)
             kind[j], pools[j] = ROOT, data.astype(np.float64)
             continue
-        parent_names = graph.nodes[node].get("parents_during_fit") or sorted(graph.predecessors(node))
-        if list(parent_names) != sorted(graph.predecessors(node)):
-            raise ValueError(f"node {node!r}: its parents changed since the model was fitted")
+        parent_names = sorted(graph.predecessors(node))  # DoWhy's get_ordered_predecessors
+        if graph.nodes[node].get("parents_during_fit") != parent_names:
+            raise ValueError(f"node {node!r} is not fitted or its parents changed since fitting")
         if isinstance(mech, ClassifierFCM):
             if not categorical:
                 raise ValueError(f"node {node!r}: ClassifierFCM on a numeric column")
@@ -372,9 +390,10 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
             if categorical:
                 raise ValueError(f"node {node!r} is categorical but DoWhy modelled it with "
                                  f"{mech_name} (fit DoWhy on dowhy_frame(table))")
-            if not isinstance(mech.noise_model, EmpiricalDistribution):
+            if not isinstance(mech.noise_model, EmpiricalDistribution) or mech.noise_model.data is None:
                 raise ValueError(f"node {node!r}: {mech_name} with noise model "
-                                 f"{type(mech.noise_model).__name__} is not supported")
+                                 f"{type(mech.noise_model).__name__} is not supported "
+                                 "(need a fitted EmpiricalDistribution)")
             kind[j] = NUMERIC
             is_integer[j] = isinstance(mech, DiscreteAdditiveNoiseModel)
             pools[j] = np.ravel(mech.noise_model.data).astype(np.float64)

@@ -11,21 +11,25 @@ recipe (``assign_causal_mechanisms(quality=GOOD)`` + ``fit``):
 * Categorical nodes: a classifier whose output channels are the logits of the levels.
 
 Mechanism families (``families``), chosen per node by the loss on a held-out split of the
-rows (MSE for numeric nodes, log-loss for categorical ones), then refitted on all rows:
+rows (MSE for numeric nodes, log-loss for categorical ones, as DoWhy's GOOD quality does with
+cross-validation), then refitted on all rows:
 
-    "linear"  ridge regression (closed form, one batched solve of the masked normal
-              equations for all nodes) / softmax regression (L-BFGS, vmapped)
-    "mlp"     one hidden ReLU layer, Adam, vmapped over all nodes
-    "trees"   scikit-learn HistGradientBoosting, converted by ``causaljax.scm.trees``
+    "linear"  ridge regression (closed form: one batched solve of the masked normal
+              equations for all nodes) / softmax regression (L-BFGS, vmapped over nodes)
+    "mlp"     one hidden ReLU layer, Adam, vmapped over nodes
+    "trees"   scikit-learn HistGradientBoosting (a loop over nodes), converted to arrays by
+              ``causaljax.scm.trees``
 
 Many of the k DAGs share a node's parent set, so every family fits each unique
 (node, parent set) pair -- a *task* -- once. Linear and MLP tasks are fitted on standardized
 inputs; the standardization is folded back into the weights (SCM inputs are raw values).
-A node's MLP output bias and its trees' baseline live in ``lin_b`` (``lin_w`` stays zero).
+Which rows a task is fitted on is a 0/1 row weight, so the training split and the final refit
+on all rows share one compiled program. A node's MLP output bias and its trees' baseline live
+in ``lin_b`` (its ``lin_w`` stays zero); every other family's parameters of a node are zero.
 
 Degenerate columns -- constant numeric columns and categorical columns with fewer than two
-observed levels -- have nothing to learn: they become ROOTs (their incoming edges are
-dropped, with a warning), so sampling reproduces the constant / single level exactly.
+levels or a single observed level -- have nothing to learn: they become ROOTs (their incoming
+edges are dropped, with a warning), so sampling reproduces the constant exactly.
 """
 
 from __future__ import annotations
@@ -50,14 +54,7 @@ from causaljax.scm.types import (
 FAMILIES = ("linear", "mlp", "trees")
 MIN_ROWS = 20
 ABSENT_LOGIT = -30.0  # logit of a valid level a tree classifier never saw in its rows
-
-
-@dataclass(frozen=True)
-class _Tasks:
-    """The unique (node, parent set) fitting problems of all k DAGs; U tasks."""
-    node: np.ndarray  # int64[U]: column the task predicts
-    mask: np.ndarray  # f32[U, S]: 1 on the input slots of the task's parents
-    categorical: np.ndarray  # bool[U]
+_DENSE = ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -77,8 +74,8 @@ def _check_table(table, min_rows: int):
 
 
 def _check_dags(dags, d: int) -> np.ndarray:
-    adjacency = getattr(dags, "adjacency", dags)
-    parents = np.asarray(adjacency).astype(bool)  # [k, d, d]: i -> j
+    """bool[k, d, d] parents (i -> j) from a DAGs pytree, an object with .adjacency, or an array."""
+    parents = np.asarray(getattr(dags, "adjacency", dags)).astype(bool)
     if parents.ndim == 2:
         raise ValueError("dags must be stacked with a leading k axis (bool[k, d, d])")
     if parents.ndim != 3 or parents.shape[1:] != (d, d):
@@ -88,56 +85,76 @@ def _check_dags(dags, d: int) -> np.ndarray:
         raise ValueError("no DAGs given (k = 0)")
     if np.diagonal(parents, axis1=1, axis2=2).any():
         raise ValueError("a DAG has a self-loop")
+    for s in range(parents.shape[0]):
+        topological_depth(parents[s])  # raises if DAG s has a cycle
     return parents.copy()
 
 
 def _degenerate_columns(values, n_levels) -> np.ndarray:
-    """bool[d]: constant columns (numeric) / fewer than two observed levels (categorical)."""
+    """bool[d]: constant columns (any kind, which covers a single observed level) and
+    categorical columns with fewer than two levels."""
     constant = (values == values[:1]).all(axis=0)
     return constant | ((n_levels > 0) & (n_levels < 2))
 
 
 # ----------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class _Tasks:
+    """The unique (node, parent set) fitting problems of all k DAGs; U tasks, P slots max."""
+    node: np.ndarray  # int64[U]: column the task predicts
+    mask: np.ndarray  # f32[U, S]: 1 on the input slots of the task's parents
+    slots: np.ndarray  # int32[U, P]: the parent slots, padded with slot 0
+    slot_valid: np.ndarray  # f32[U, P]: 1 on real entries of ``slots``
+    categorical: np.ndarray  # bool[U]
+
+
 def _unique_tasks(parents, kind, n_levels, slot_column) -> tuple[_Tasks, np.ndarray]:
     """Group the non-root nodes of all k DAGs by (node, parent set).
     Returns the tasks and ``task_of`` int64[k, d] (-1 for roots)."""
     k, d, _ = parents.shape
     s_idx, j_idx = np.nonzero(kind != ROOT)  # all non-root (DAG, node) pairs
     task_of = np.full((k, d), -1, np.int64)
-    if len(s_idx) == 0:
-        empty = np.zeros(0, np.int64)
-        return _Tasks(empty, np.zeros((0, len(slot_column)), np.float32), empty.astype(bool)), task_of
-    keys = np.concatenate([j_idx[:, None], parents[s_idx, :, j_idx]], axis=1)  # [P, 1 + d]
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    keys = np.concatenate([j_idx[:, None], parents[s_idx, :, j_idx]], axis=1)  # [pairs, 1 + d]
+    unique, inverse = np.unique(keys.reshape(-1, 1 + d), axis=0, return_inverse=True)
     task_of[s_idx, j_idx] = inverse.ravel()
     node = unique[:, 0].astype(np.int64)
-    mask = unique[:, 1:].astype(bool)[:, slot_column].astype(np.float32)  # [U, S]
-    return _Tasks(node, mask, n_levels[node] > 0), task_of
+    mask = unique[:, 1:].astype(bool)[:, slot_column]  # [U, S]
+    P = max(1, int(mask.sum(axis=1).max(initial=0)))
+    slots = np.zeros((len(node), P), np.int32)
+    slot_valid = np.zeros((len(node), P), np.float32)
+    for u in range(len(node)):  # structural bookkeeping only, no fitting
+        s = np.flatnonzero(mask[u])
+        slots[u, : len(s)], slot_valid[u, : len(s)] = s, 1.0
+    tasks = _Tasks(node, mask.astype(np.float32), slots, slot_valid, n_levels[node] > 0)
+    return tasks, task_of
 
 
-def _padded(ids: np.ndarray) -> np.ndarray:
-    """Pad a task-id list to a power of two (repeating the first) to bound recompilations."""
-    size = 1 << max(0, math.ceil(math.log2(max(len(ids), 1))))
+def _padded(ids: np.ndarray, size: int = 0) -> np.ndarray:
+    """Pad a task-id list (repeating the first) to a power of two, at least ``size``: the
+    batched fitters then compile for few shapes (the final refit reuses the selection's)."""
+    size = 1 << max(0, math.ceil(math.log2(max(len(ids), size, 1))))
     return np.concatenate([ids, np.full(size - len(ids), ids[0], ids.dtype)])
 
 
-def _scale(z_nxs):
-    """Mean and std of every input slot (std 1 for constant slots)."""
-    mu = z_nxs.mean(axis=0)
-    sd = z_nxs.std(axis=0)
-    return mu, np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+def _scale(x_nxs, weight_n):
+    """Mean and std (1 where constant) of every column over the rows with weight 1."""
+    rows = x_nxs[weight_n > 0]
+    sd = rows.std(axis=0)
+    return rows.mean(axis=0).astype(np.float32), np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- JAX kernels
 @jax.jit
-def _ridge_solve(zs_nxs, y_nxu, mask_uxs, ridge):
-    """Ridge regression of every column of y on its masked standardized inputs, one batched
-    solve of (Zᵀ M Z / n + λ I) w = M Zᵀ y / n. Slots outside the mask get w = 0.
-    Returns (w f32[U, S], intercept f32[U]) in the standardized input space."""
-    n, S = zs_nxs.shape
-    gram = zs_nxs.T @ zs_nxs / n  # [S, S]
-    y_mean = y_nxu.mean(axis=0)
-    rhs = zs_nxs.T @ (y_nxu - y_mean) / n  # [S, U] (zs is centred, so the intercept is y_mean)
+def _ridge_solve(zs_nxs, y_nxu, weight_n, mask_uxs, ridge):
+    """Ridge regression of every column of y on its masked standardized inputs (rows weighted
+    0/1, ``zs`` centred on those rows): one batched solve of (Zᵀ M Z / n + λ I) w = M Zᵀ y / n.
+    Slots outside the mask get w = 0. Returns (w f32[U, S], intercept f32[U])."""
+    S = zs_nxs.shape[1]
+    zw = zs_nxs * weight_n[:, None]
+    count = weight_n.sum()
+    gram = zw.T @ zs_nxs / count  # [S, S]
+    y_mean = weight_n @ y_nxu / count  # [U]
+    rhs = zw.T @ (y_nxu - y_mean[None, :]) / count  # [S, U]
 
     def one(mask_s, rhs_s):
         a = gram * mask_s[:, None] * mask_s[None, :] + ridge * jnp.eye(S)
@@ -146,23 +163,25 @@ def _ridge_solve(zs_nxs, y_nxu, mask_uxs, ridge):
     return jax.vmap(one)(mask_uxs, rhs.T), y_mean
 
 
-def _forward(params, zs_nxs, mask_s):
+def _forward(params, x_nxp):
     """Standardized-space model of one task: softmax regression (no 'w2') or an MLP."""
     if "w2" not in params:
-        return zs_nxs @ (params["w1"] * mask_s[:, None]) + params["b"]
-    h = jax.nn.relu(zs_nxs @ (params["w1"] * mask_s[:, None]) + params["b1"])
-    return h @ params["w2"] + params["b"]
+        return x_nxp @ params["w1"] + params["b"][None, :]
+    h = jax.nn.relu(x_nxp @ params["w1"] + params["b1"][None, :])
+    return h @ params["w2"] + params["b"][None, :]
 
 
-def _task_loss(params, zs_nxs, target_n, mask_s, valid_c, l2, categorical: bool):
-    out = _forward(params, zs_nxs, mask_s)  # [n, C]
+def _task_loss(params, x_nxp, target_n, weight_n, valid_c, l2, categorical: bool):
+    """Row-weighted mean loss (log-loss over the valid levels, or squared error) + L2."""
+    out = _forward(params, x_nxp)  # [n, C]
     if categorical:
-        logp = jax.nn.log_softmax(jnp.where(valid_c, out, -jnp.inf), axis=-1)
-        data = -jnp.take_along_axis(logp, target_n.astype(jnp.int32)[:, None], axis=1).mean()
+        logp = jax.nn.log_softmax(jnp.where(valid_c[None, :], out, -jnp.inf), axis=-1)
+        per_row = -jnp.take_along_axis(logp, target_n.astype(jnp.int32)[:, None], axis=1)[:, 0]
     else:
-        data = jnp.mean((out[:, 0] - target_n) ** 2)
-    weights = [params[name] for name in ("w1", "w2") if name in params]
-    return data + 0.5 * l2 * sum(jnp.sum(w ** 2) for w in weights)
+        per_row = (out[:, 0] - target_n) ** 2
+    data = weight_n @ per_row / weight_n.sum()
+    penalty = sum(jnp.sum(params[w] ** 2) for w in ("w1", "w2") if w in params)
+    return data + 0.5 * l2 * penalty
 
 
 def _lbfgs(loss, params, steps: int):
@@ -184,8 +203,7 @@ def _adam(loss, params, steps: int, lr: float):
 
     def step(carry, _):
         params, state = carry
-        grad = jax.grad(loss)(params)
-        updates, state = opt.update(grad, state, params)
+        updates, state = opt.update(jax.grad(loss)(params), state, params)
         return (optax.apply_updates(params, updates), state), None
 
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
@@ -194,32 +212,37 @@ def _adam(loss, params, steps: int, lr: float):
 
 @functools.partial(jax.jit, static_argnames=("hidden", "n_channels", "steps", "lr",
                                              "categorical"))
-def _train(key, zs_nxs, target_nxu, mask_uxs, valid_uxc, l2, *, hidden: int,
-           n_channels: int, steps: int, lr: float, categorical: bool):
-    """Fit U tasks at once (vmap) in standardized space: softmax regression by L-BFGS when
-    ``hidden == 0``, else a one-hidden-layer MLP by Adam. Returns the params with axis U."""
+def _train(key, zs_nxs, target_nxu, weight_n, slots_uxp, slot_valid_uxp, valid_uxc, l2, *,
+           hidden: int, n_channels: int, steps: int, lr: float, categorical: bool):
+    """Fit U tasks at once (vmap) on standardized inputs: softmax regression by L-BFGS when
+    ``hidden == 0``, else a one-hidden-layer MLP by Adam. Each task reads only its P parent
+    slots. Returns params with axis U and first-layer weights scattered back to all S slots:
+    w1 [U, S, H or C] (zero off the parents), b1 [U, H], w2 [U, H, C], b [U, C]."""
     S = zs_nxs.shape[1]
-    U = mask_uxs.shape[0]
+    P = slots_uxp.shape[1]
 
-    def init(key_u, mask_s):
+    def init(key_u, slot_valid_p):
         if hidden == 0:
-            return dict(w1=jnp.zeros((S, n_channels)), b=jnp.zeros(n_channels))
+            return dict(w1=jnp.zeros((P, n_channels)), b=jnp.zeros(n_channels))
         k1, k2 = jax.random.split(key_u)
-        fan_in = jnp.maximum(mask_s.sum(), 1.0)
-        return dict(w1=jax.random.normal(k1, (S, hidden)) * jnp.sqrt(2.0 / fan_in),
+        fan_in = jnp.maximum(slot_valid_p.sum(), 1.0)
+        return dict(w1=jax.random.normal(k1, (P, hidden)) * jnp.sqrt(2.0 / fan_in),
                     b1=jnp.zeros(hidden),
                     w2=jax.random.normal(k2, (hidden, n_channels)) / jnp.sqrt(hidden),
                     b=jnp.zeros(n_channels))
 
-    def one(key_u, target_n, mask_s, valid_c):
-        loss = functools.partial(_task_loss, zs_nxs=zs_nxs, target_n=target_n, mask_s=mask_s,
+    def one(key_u, target_n, slots_p, slot_valid_p, valid_c):
+        x_nxp = zs_nxs[:, slots_p] * slot_valid_p[None, :]  # padding slots read 0
+        loss = functools.partial(_task_loss, x_nxp=x_nxp, target_n=target_n, weight_n=weight_n,
                                  valid_c=valid_c, l2=l2, categorical=categorical)
-        params = init(key_u, mask_s)
-        if hidden == 0:
-            return _lbfgs(loss, params, steps)
-        return _adam(loss, params, steps, lr)
+        params = init(key_u, slot_valid_p)
+        params = _lbfgs(loss, params, steps) if hidden == 0 else _adam(loss, params, steps, lr)
+        w1 = params["w1"] * slot_valid_p[:, None]
+        params["w1"] = jnp.zeros((S, w1.shape[1])).at[slots_p].add(w1)
+        return params
 
-    return jax.vmap(one)(jax.random.split(key, U), target_nxu.T, mask_uxs, valid_uxc)
+    keys = jax.random.split(key, slots_uxp.shape[0])
+    return jax.vmap(one)(keys, target_nxu.T, slots_uxp, slot_valid_uxp, valid_uxc)
 
 
 @jax.jit
@@ -263,12 +286,17 @@ class _Problem:
     hidden: int
     opts: dict
 
-    def targets(self, ids, rows):
-        return self.values[np.ix_(rows, self.tasks.node[ids])]  # [n_rows, U]
+    def targets(self, ids, rows=slice(None)):
+        return self.values[rows][:, self.tasks.node[ids]]  # [n_rows, U]
+
+    def kind_count(self, categorical: bool) -> int:
+        """Number of categorical (or numeric) tasks: the padded batch size of the fitters."""
+        return int((self.tasks.categorical == categorical).sum())
 
     def valid(self, ids):
+        """bool[U, C]: the channels that are levels of each task's node."""
         C = self.n_channels
-        return np.arange(C)[None, :] < self.n_levels[self.tasks.node[ids]][:, None]  # [U, C]
+        return np.arange(C)[None, :] < self.n_levels[self.tasks.node[ids]][:, None]
 
 
 def _empty_params(p: _Problem, U: int) -> dict:
@@ -278,92 +306,99 @@ def _empty_params(p: _Problem, U: int) -> dict:
                 mlp_w2=np.zeros((U, H, C), np.float32), trees=[None] * U)
 
 
-def _fit_linear(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
-    """Ridge (numeric) or softmax regression (categorical) of the tasks ``ids``."""
-    z = p.z[fit_rows]
-    mu, sd = _scale(z)
-    zs = (z - mu) / sd
-    padded = _padded(ids)
-    mask = p.tasks.mask[padded]
-    if categorical:
-        valid = p.valid(padded)
-        params = _train(key, zs, p.targets(padded, fit_rows), mask, valid, p.opts["logistic_l2"],
-                        hidden=0, n_channels=p.n_channels, steps=p.opts["logistic_steps"],
-                        lr=0.0, categorical=True)
-        w_s = np.asarray(params["w1"]) * mask[:, :, None] * valid[:, None, :]  # [U, S, C]
-        b_s = np.asarray(params["b"]) * valid
-    else:
-        w, y_mean = _ridge_solve(zs, p.targets(padded, fit_rows), mask, p.opts["ridge"])
-        w_s = np.zeros((len(padded), z.shape[1], p.n_channels), np.float32)
-        b_s = np.zeros((len(padded), p.n_channels), np.float32)
-        w_s[:, :, 0], b_s[:, 0] = np.asarray(w), np.asarray(y_mean)
-    out = _empty_params(p, len(ids))
-    # fold the standardization: zs @ w + b == z @ (w / sd) + (b - (mu / sd) @ w)
-    out["lin_w"] = (w_s / sd[None, :, None])[: len(ids)].astype(np.float32)
-    out["lin_b"] = (b_s - np.einsum("s,usc->uc", mu / sd, w_s))[: len(ids)].astype(np.float32)
-    return out
-
-
-def _fit_mlp(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
-    """One-hidden-layer ReLU MLP of the tasks ``ids`` (Adam, vmapped over tasks)."""
-    z = p.z[fit_rows]
-    mu, sd = _scale(z)
-    zs = (z - mu) / sd
-    padded = _padded(ids)
-    mask = p.tasks.mask[padded]
-    target = p.targets(padded, fit_rows)
+def _train_tasks(p: _Problem, ids, weight_n, key, categorical: bool, hidden: int):
+    """Run ``_train`` on the tasks ``ids`` (padded to a power of two) with standardized inputs
+    (and standardized numeric targets). Returns (params, mu, sd, y_mean, y_sd, valid), all
+    with the padded task axis."""
+    mu, sd = _scale(p.z, weight_n)
+    zs = (p.z - mu) / sd
+    padded = _padded(ids, p.kind_count(categorical))
+    target = p.targets(padded)
     if categorical:
         y_mean, y_sd = np.zeros(len(padded), np.float32), np.ones(len(padded), np.float32)
     else:
-        y_mean, y_sd = _scale(target)
+        y_mean, y_sd = _scale(target, weight_n)
         target = (target - y_mean) / y_sd
     valid = p.valid(padded)
-    params = _train(key, zs, target, mask, valid, p.opts["mlp_l2"], hidden=p.hidden,
-                    n_channels=p.n_channels, steps=p.opts["mlp_steps"], lr=p.opts["mlp_lr"],
-                    categorical=categorical)
-    w1 = np.asarray(params["w1"]) * mask[:, :, None]  # [U, S, H]
-    b1 = np.asarray(params["b1"])
-    w2 = np.asarray(params["w2"])  # [U, H, C]
-    b2 = np.asarray(params["b"])  # [U, C]
+    steps, lr, l2 = ((p.opts["logistic_steps"], 0.0, p.opts["logistic_l2"]) if hidden == 0 else
+                     (p.opts["mlp_steps"], p.opts["mlp_lr"], p.opts["mlp_l2"]))
+    params = _train(key, zs, target, weight_n, p.tasks.slots[padded],
+                    p.tasks.slot_valid[padded], valid, l2, hidden=hidden,
+                    n_channels=p.n_channels, steps=steps, lr=lr, categorical=categorical)
+    params = {name: np.asarray(v) for name, v in params.items()}
+    return params, mu, sd, y_mean, y_sd, valid
+
+
+def _fit_linear(p: _Problem, ids, weight_n, key, categorical: bool):
+    """Ridge (numeric, closed form) or softmax regression (categorical) of the tasks ``ids``."""
+    U, C = len(ids), p.n_channels
     if categorical:
-        w2, b2 = w2 * valid[:, None, :], b2 * valid
-    else:  # undo the target standardization (channel 0 only)
-        w2 = np.concatenate([w2[:, :, :1] * y_sd[:, None, None], 0 * w2[:, :, 1:]], axis=2)
-        b2 = np.concatenate([b2[:, :1] * y_sd[:, None] + y_mean[:, None], 0 * b2[:, 1:]], 1)
-    out = _empty_params(p, len(ids))
-    U = len(ids)
-    out["mlp_w1"] = (w1 / sd[None, :, None])[:U].astype(np.float32)
-    out["mlp_b1"] = (b1 - np.einsum("s,ush->uh", mu / sd, w1))[:U].astype(np.float32)
-    out["mlp_w2"] = w2[:U].astype(np.float32)
-    out["lin_b"] = b2[:U].astype(np.float32)
+        params, mu, sd, _, _, valid = _train_tasks(p, ids, weight_n, key, True, hidden=0)
+        w_s = params["w1"][:U] * valid[:U, None, :]  # [U, S, C], standardized inputs
+        b_s = params["b"][:U] * valid[:U]
+    else:
+        mu, sd = _scale(p.z, weight_n)
+        padded = _padded(ids, p.kind_count(False))
+        w, y_mean = _ridge_solve((p.z - mu) / sd, p.targets(padded), weight_n,
+                                 p.tasks.mask[padded], p.opts["ridge"])
+        w_s = np.zeros((U, p.z.shape[1], C), np.float32)
+        b_s = np.zeros((U, C), np.float32)
+        w_s[:, :, 0], b_s[:, 0] = np.asarray(w)[:U], np.asarray(y_mean)[:U]
+    out = _empty_params(p, U)
+    # fold the standardization: zs @ w + b == z @ (w / sd) + (b - (mu / sd) @ w)
+    out["lin_w"] = (w_s / sd[None, :, None]).astype(np.float32)
+    out["lin_b"] = (b_s - np.einsum("s,usc->uc", mu / sd, w_s)).astype(np.float32)
     return out
 
 
-def _fit_trees(p: _Problem, ids, fit_rows, eval_rows, key, categorical: bool):
+def _fit_mlp(p: _Problem, ids, weight_n, key, categorical: bool):
+    """One-hidden-layer ReLU MLP of the tasks ``ids`` (Adam, vmapped over tasks)."""
+    U = len(ids)
+    params, mu, sd, y_mean, y_sd, valid = _train_tasks(p, ids, weight_n, key, categorical,
+                                                       hidden=p.hidden)
+    w1, b1 = params["w1"][:U], params["b1"][:U]  # [U, S, H], [U, H]
+    w2, b2 = params["w2"][:U], params["b"][:U]  # [U, H, C], [U, C]
+    if categorical:
+        w2, b2 = w2 * valid[:U, None, :], b2 * valid[:U]
+    else:  # undo the target standardization; only channel 0 carries the output
+        y_mean, y_sd = y_mean[:U], y_sd[:U]
+        w2 = np.concatenate([w2[:, :, :1] * y_sd[:, None, None], 0 * w2[:, :, 1:]], axis=2)
+        b2 = np.concatenate([b2[:, :1] * y_sd[:, None] + y_mean[:, None], 0 * b2[:, 1:]], 1)
+    out = _empty_params(p, U)
+    out["mlp_w1"] = (w1 / sd[None, :, None]).astype(np.float32)  # folded standardization
+    out["mlp_b1"] = (b1 - np.einsum("s,ush->uh", mu / sd, w1)).astype(np.float32)
+    out["mlp_w2"] = w2.astype(np.float32)
+    out["lin_b"] = b2.astype(np.float32)  # the MLP's output bias
+    return out
+
+
+def _fit_trees(p: _Problem, ids, weight_n, key, categorical: bool):
     """scikit-learn HistGradientBoosting per task (a loop: it is sklearn), as SCM tree arrays.
-    sklearn runs single-threaded: its OpenMP threads collapse on a shared, loaded CPU."""
+    sklearn runs single-threaded by default: its OpenMP threads collapse on a shared CPU."""
+    import sklearn.ensemble  # noqa: F401  (load its OpenMP runtime before limiting threads)
     from threadpoolctl import threadpool_limits
 
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    rows = np.flatnonzero(weight_n > 0)
     out = _empty_params(p, len(ids))
     with threadpool_limits(p.opts["tree_threads"]):
         for i, t in enumerate(ids):
-            fitted = _fit_tree_task(p, t, fit_rows, categorical, seed)
+            fitted = _fit_tree_task(p, t, rows, categorical, seed)
             if fitted is not None:
                 out["trees"][i], out["lin_b"][i] = fitted
     return out
 
 
-def _fit_tree_task(p: _Problem, t: int, fit_rows, categorical: bool, seed: int):
-    """One HistGradientBoosting model of task t -> (TreeArrays, bias f32[C]), or None when a
-    classifier sees a single level in ``fit_rows``."""
+def _fit_tree_task(p: _Problem, t: int, rows, categorical: bool, seed: int):
+    """One HistGradientBoosting model of task t on ``rows`` -> (TreeArrays, bias f32[C]), or
+    None when a classifier sees a single level."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     kwargs = dict(max_iter=p.opts["tree_max_iter"], max_leaf_nodes=p.opts["tree_max_leaf_nodes"],
                   early_stopping=False, random_state=seed)
     slots = np.flatnonzero(p.tasks.mask[t])  # model feature f reads SCM slot slots[f]
-    x = p.z[np.ix_(fit_rows, slots)]
-    y = p.values[fit_rows, p.tasks.node[t]]
+    x = p.z[np.ix_(rows, slots)]
+    y = p.values[rows, p.tasks.node[t]]
     if not categorical:
         model = HistGradientBoostingRegressor(**kwargs).fit(x, y)
         return hgb_regressor_arrays(model, slots, p.n_channels)
@@ -383,10 +418,9 @@ _FITTERS = {"linear": _fit_linear, "mlp": _fit_mlp, "trees": _fit_trees}
 
 def _task_outputs(p: _Problem, params: dict, rows) -> np.ndarray:
     """Outputs of tasks (all families summed) on ``rows``: f32[U, n_rows, C], computed with the
-    same JAX code paths as the sampler (raw inputs, folded parameters)."""
+    same JAX code as the sampler's mechanisms (raw inputs, folded parameters)."""
     z = jnp.asarray(p.z[rows])
-    out = np.array(_raw_outputs(params["lin_w"], params["lin_b"], params["mlp_w1"],
-                                  params["mlp_b1"], params["mlp_w2"], z))
+    out = np.array(_raw_outputs(*(params[name] for name in _DENSE), z))
     have = [i for i, t in enumerate(params["trees"]) if t is not None]
     if have:
         stacked = stack_trees([params["trees"][i] for i in have], p.n_channels)
@@ -394,17 +428,18 @@ def _task_outputs(p: _Problem, params: dict, rows) -> np.ndarray:
     return out
 
 
-def _fit_family(p: _Problem, family: str, ids, fit_rows, eval_rows, key):
-    """Fit ``family`` on the tasks ``ids`` (numeric and categorical ones separately).
-    Returns (params with axis len(ids), held-out loss f64[len(ids)] or None)."""
+def _fit_family(p: _Problem, family: str, ids, weight_n, key, eval_rows=None):
+    """Fit ``family`` on the tasks ``ids`` (numeric and categorical ones separately) using the
+    rows with weight 1. Returns (params with axis len(ids), loss on ``eval_rows`` f64[len(ids)]
+    or None)."""
     params = _empty_params(p, len(ids))
     loss = np.full(len(ids), np.inf)
     for categorical in (False, True):
         sel = np.flatnonzero(p.tasks.categorical[ids] == categorical)
         if len(sel) == 0:
             continue
-        part = _FITTERS[family](p, ids[sel], fit_rows, eval_rows, key, categorical)
-        for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+        part = _FITTERS[family](p, ids[sel], weight_n, key, categorical)
+        for name in _DENSE:
             params[name][sel] = part[name]
         for i, t in zip(sel, part["trees"]):
             params["trees"][i] = t
@@ -416,6 +451,11 @@ def _fit_family(p: _Problem, family: str, ids, fit_rows, eval_rows, key):
                 part_loss[[t is None for t in part["trees"]]] = np.inf
             loss[sel] = part_loss
     return params, (loss if eval_rows is not None else None)
+
+
+def _take(params: dict, idx) -> dict:
+    return {name: (v[idx] if name != "trees" else [v[i] for i in idx])
+            for name, v in params.items()}
 
 
 # ----------------------------------------------------------------------------- fit
@@ -436,22 +476,23 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     holdout   fraction of rows held out to choose the family (ignored with one family)
     refit     refit the chosen family on all rows (else keep the fit on the training split)
     max_noise_rows  size m of the empirical noise pools (subsampled with ``key`` if larger)
+    ridge, logistic_*, mlp_*, tree_*  hyper-parameters of the families (``ridge`` and the
+              L2 weights act on standardized inputs; trees are HistGradientBoosting's)
 
-    With ``return_info=True`` returns ``(scm, info)`` where ``info`` holds the per-task
-    ``node``, ``family`` and held-out ``loss`` (dict family -> f64[U]) and ``task_of`` [k, d].
+    Raises ValueError for k = 0 DAGs, DAGs not matching the table, cycles, NaN values or
+    fewer than ``min_rows`` rows. With ``return_info=True`` returns ``(scm, info)``: per task
+    ``node``, chosen ``family``, held-out ``loss`` (dict family -> f64[U]) and ``task_of``
+    int[k, d] (-1 for roots).
     """
     values, n_levels, is_integer, names = _check_table(table, min_rows)
     n, d = values.shape
     parents = _check_dags(dags, d)
     families = tuple(families)
-    unknown = set(families) - set(FAMILIES)
-    if not families or unknown:
+    if not families or set(families) - set(FAMILIES):
         raise ValueError(f"families must be a non-empty subset of {FAMILIES}, got {families}")
     if not 0.0 <= holdout < 1.0:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     k = parents.shape[0]
-    for s in range(k):
-        topological_depth(parents[s])  # raises if a DAG is cyclic
 
     degenerate = _degenerate_columns(values, n_levels)
     dropped = degenerate & parents.any(axis=(0, 1))
@@ -460,9 +501,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
                       "(or have one level): fitted as ROOTs, their incoming edges are dropped",
                       stacklevel=2)
     parents[:, :, degenerate] = False
-    orders, depths = zip(*(topological_depth(parents[s]) for s in range(k)))
-    categorical = n_levels > 0
-    kind = np.where(parents.any(axis=1), np.where(categorical, CATEGORICAL, NUMERIC), ROOT)
+    kind = np.where(parents.any(axis=1), np.where(n_levels > 0, CATEGORICAL, NUMERIC), ROOT)
 
     slot_column, slot_level = slots_for(n_levels)
     S, C = len(slot_column), max(1, int(n_levels.max()))
@@ -476,82 +515,80 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
                 tree_max_leaf_nodes=tree_max_leaf_nodes, tree_threads=tree_threads)
     p = _Problem(z, values, n_levels, tasks, C, H, opts)
 
+    # 1. choose a family per task by the loss on held-out rows
     key_split, key_select, key_final, key_noise = jax.random.split(key, 4)
-    all_rows = np.arange(n)
-    ids = np.arange(U)
+    all_rows = np.ones(n, np.float32)
+    fit_weight = all_rows
     choice = np.zeros(U, np.int64)  # index into families
-    losses = {}
-    train_rows = all_rows
-    kept = {}
+    losses, selection_fits = {}, {}
     if U and len(families) > 1 and holdout > 0:
         perm = np.asarray(jax.random.permutation(key_split, n))
-        n_hold = max(1, int(round(holdout * n)))
-        hold_rows, train_rows = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+        hold_rows = np.sort(perm[: max(1, int(round(holdout * n)))])
+        train_weight = all_rows.copy()
+        train_weight[hold_rows] = 0.0
         for f, family in enumerate(families):
-            kept[family], losses[family] = _fit_family(
-                p, family, ids, train_rows, hold_rows, jax.random.fold_in(key_select, f))
-        choice = np.argmin(np.stack([losses[f] for f in families]), axis=0)
-    fit_rows = all_rows if (refit or not kept) else train_rows
+            selection_fits[family], losses[family] = _fit_family(
+                p, family, np.arange(U), train_weight, jax.random.fold_in(key_select, f),
+                eval_rows=hold_rows)
+        choice = np.argmin(np.stack([losses[family] for family in families]), axis=0)
+        if not refit:
+            fit_weight = train_weight
 
-    # final parameters per task: the chosen family, fitted on fit_rows
+    # 2. the chosen family of every task, fitted on the rows of fit_weight
     final = _empty_params(p, U + 1)  # task U: the all-zero mechanism of ROOT nodes
     for f, family in enumerate(families):
         chosen = np.flatnonzero(choice == f)
         if len(chosen) == 0:
             continue
-        if kept and not refit:
-            params = {name: (v[chosen] if name != "trees" else [v[i] for i in chosen])
-                      for name, v in kept[family].items()}
+        if selection_fits and not refit:
+            params = _take(selection_fits[family], chosen)
         else:
-            params, _ = _fit_family(p, family, chosen, fit_rows, None,
-                                    jax.random.fold_in(key_final, f))
-        for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+            params, _ = _fit_family(p, family, chosen, fit_weight, jax.random.fold_in(key_final, f))
+        for name in _DENSE:
             final[name][chosen] = params[name]
         for i, t in zip(chosen, params["trees"]):
             final["trees"][i] = t
 
-    # empirical noise pools: residuals of numeric tasks on fit_rows, observed values of roots
+    # 3. empirical noise pools: residuals of numeric tasks on fitted rows, roots' values
     m = min(max_noise_rows, n)
     key_root, key_resid = jax.random.split(key_noise)
+    fit_rows = np.flatnonzero(fit_weight > 0)
     root_rows = np.sort(np.asarray(jax.random.choice(key_root, n, (m,), replace=False)))
-    resid_pick = np.asarray(jax.random.choice(key_resid, len(fit_rows), (m,),
-                                              replace=len(fit_rows) < m))
-    resid_rows = fit_rows[np.sort(resid_pick)]
-    pools = np.zeros((m, U + 1), np.float32)
-    numeric_tasks = np.flatnonzero(~tasks.categorical)
-    if len(numeric_tasks):
-        sub = {name: (v[numeric_tasks] if name != "trees" else [v[i] for i in numeric_tasks])
-               for name, v in final.items()}
-        pred = _task_outputs(p, sub, resid_rows)[:, :, 0]  # [U_num, m]
-        pools[:, numeric_tasks] = p.targets(numeric_tasks, resid_rows) - pred.T
-    idx = np.where(task_of >= 0, task_of, U)  # [k, d]
+    resid_rows = fit_rows[np.sort(np.asarray(jax.random.choice(
+        key_resid, len(fit_rows), (m,), replace=len(fit_rows) < m)))]
+    pools = np.zeros((m, U + 1), np.float32)  # [m, task]; categorical tasks need none
+    numeric = np.flatnonzero(~tasks.categorical)
+    if len(numeric):
+        pred = _task_outputs(p, _take(final, numeric), resid_rows)[:, :, 0]  # [U_num, m]
+        pools[:, numeric] = p.targets(numeric, resid_rows) - pred.T
+    idx = np.where(task_of >= 0, task_of, U)  # [k, d]: task of every node (U for roots)
     noise = pools[:, idx].transpose(1, 0, 2)  # [k, m, d]
     noise = np.where((kind == ROOT)[:, None, :], values[root_rows][None], noise)
 
-    T = max([t.n_trees for t in final["trees"] if t is not None], default=0)
-    N = max([t.n_nodes for t in final["trees"] if t is not None], default=1)
+    # 4. scatter task parameters to the k x d nodes
+    trees = [t for t in final["trees"] if t is not None]
+    T = max([t.n_trees for t in trees], default=0)
+    N = max([t.n_nodes for t in trees], default=1)
     fam = empty_families(k, d, S, C, hidden=H, n_trees=T, tree_nodes=N)
-    for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2"):
+    for name in _DENSE:
         fam[name] = final[name][idx]
     tree_depth = 0
     if T:
-        trees = stack_trees(final["trees"], C, min_trees=T, min_nodes=N)
+        stacked = stack_trees(final["trees"], C, min_trees=T, min_nodes=N)
         for name, arr in zip(("tree_feature", "tree_threshold", "tree_left", "tree_right",
-                              "tree_value"), trees[:5]):
+                              "tree_value"), stacked[:5]):
             fam[name] = arr[idx]
-        tree_depth = trees.depth
-
-    scm = SCM(parents=parents, order=np.stack(orders).astype(np.int32),
-              depth=np.asarray(depths, np.int32), kind=kind.astype(np.int32),
-              n_levels=np.broadcast_to(n_levels, (k, d)).astype(np.int32),
-              is_integer=np.broadcast_to(is_integer, (k, d)).copy(), noise=noise.astype(np.float32),
-              slot_column=np.broadcast_to(slot_column, (k, S)).astype(np.int32),
-              slot_level=np.broadcast_to(slot_level, (k, S)).astype(np.int32),
-              tree_depth=tree_depth, **fam)
+        tree_depth = stacked.depth
+    orders, depths = zip(*(topological_depth(parents[s]) for s in range(k)))
+    scm = SCM(parents=parents, order=np.stack(orders), depth=np.asarray(depths, np.int32),
+              kind=kind.astype(np.int32), n_levels=np.broadcast_to(n_levels, (k, d)),
+              is_integer=np.broadcast_to(is_integer, (k, d)), noise=noise.astype(np.float32),
+              slot_column=np.broadcast_to(slot_column, (k, S)),
+              slot_level=np.broadcast_to(slot_level, (k, S)), tree_depth=tree_depth, **fam)
     validate(scm)
     scm = as_jax(scm)
     if return_info:
-        info = dict(node=tasks.node, family=np.asarray(families)[choice] if U else np.array([]),
-                    loss=losses, task_of=task_of, train_rows=train_rows)
+        info = dict(node=tasks.node, family=np.asarray(families)[choice], loss=losses,
+                    task_of=task_of)
         return scm, info
     return scm

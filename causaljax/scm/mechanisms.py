@@ -38,18 +38,25 @@ def masked_params(scm: SCM) -> SCM:
 
 
 def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_txnxc, depth: int):
-    """Sum over T trees of their leaf values: f32[n, C]."""
+    """Sum over T trees of their leaf values: f32[n, C]. Walks all trees in lockstep, at most
+    ``depth`` steps, stopping early once every row of every tree sits on a leaf."""
     n = z_nxs.shape[0]
-    T = feature_txn.shape[0]
-    node = jnp.zeros((n, T), jnp.int32)
-    trees = jnp.arange(T)[None, :]
+    trees = jnp.arange(feature_txn.shape[0])[None, :]
+    links = jnp.stack([feature_txn, left_txn, right_txn], axis=-1)  # [T, N, 3]: one gather a step
 
-    def step(_, node):
-        feat = feature_txn[trees, node]  # [n, T]
+    def step(state):
+        i, node, _ = state
+        feat, left, right = jnp.moveaxis(links[trees, node], -1, 0)  # each [n, T]
         go_left = jnp.take_along_axis(z_nxs, feat, axis=1) <= threshold_txn[trees, node]
-        return jnp.where(go_left, left_txn[trees, node], right_txn[trees, node])
+        new = jnp.where(go_left, left, right)
+        return i + 1, new, jnp.all(new == node)
 
-    node = jax.lax.fori_loop(0, depth, step, node)
+    def running(state):
+        i, _, done = state
+        return (i < depth) & ~done
+
+    start = (0, jnp.zeros((n, feature_txn.shape[0]), jnp.int32), n == 0)
+    _, node, _ = jax.lax.while_loop(running, step, start)
     return value_txnxc[trees, node].sum(axis=1)  # [n, C]
 
 

@@ -21,7 +21,8 @@ values never occur in the encoded space, so the trees' missing-value routing is 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -90,7 +90,7 @@ def train_step(state: TrainState, key, *, mc: ModelConfig, tc: TrainConfig, pc: 
     updates, opt_state = optimizer(tc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return TrainState(state.step + 1, params, opt_state), {"loss": loss, "acc": acc,
-                                                           "grad_norm": optax.global_norm(grads)}
+                                                           "grad_norm": optax.tree.norm(grads)}
 
 
 @functools.partial(jax.jit, static_argnames=("mc", "dtype"))

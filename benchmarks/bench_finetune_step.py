@@ -1,0 +1,130 @@
+"""Step time of real-only fine-tuning vs CausalMixFT at the same batch size, and fine-tuning
+runs per hour.
+
+Command:
+    python benchmarks/bench_finetune_step.py                 # ~2-4 min on a 2-core CPU
+    python benchmarks/bench_finetune_step.py --checkpoint random-tiny --rows 64 --steps 5 --out /tmp/b.json
+
+Both arms feed ``--rows`` rows per step (query share 0.2): "real" takes all of them from the
+real training rows; "causalmix" takes half from the real rows and draws the other half INSIDE
+the jitted step from the fitted SCM ensemble (volume 1); "pool" is causalmix with the
+synthetic half picked from a fixed pool (the step without the draw). Timings alternate
+between the arms (median of --repeats blocks of --steps steps), so load on the machine hits
+all arms alike. Prints the ratio causalmix / real (target: <= 1.10) and writes JSON (--out).
+Runs per hour: wall time of complete fine-tuning runs (--run-steps steps, evaluation every 5)
+after compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="pima")
+    p.add_argument("--rows", type=int, default=128, help="rows per step (both arms)")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--run-steps", type=int, default=30)
+    p.add_argument("--k-scms", type=int, default=8)
+    p.add_argument("--checkpoint", default="default")
+    p.add_argument("--out", default="benchmarks/results/bench_finetune_step.json")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    from causaljax import data
+    from causaljax.finetune.generators.scm import fit_scms
+    from causaljax.finetune.loop import (
+        FinetuneConfig, finetune, init_state, make_task, step_shape, train_step,
+    )
+    from causaljax.finetune.sources import PoolSource, SCMSource
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+    from scale_volume import load_model
+
+    params, mc, model_id = load_model(args.checkpoint)
+    table = data.load(args.dataset)
+    half = args.rows // 2
+    split_full = data.low_data_splits(table, args.rows, 32, 1, 0)[0]
+    split_half = data.low_data_splits(table, half, 32, 1, 0)[0]
+    task_full, task_half = make_task(table, split_full, mc), make_task(table, split_half, mc)
+    t0 = time.perf_counter()
+    scm = fit_scms(table.take(split_half.train), key=jax.random.key(0), k=args.k_scms,
+                   n_bootstrap=5, families=("linear",))
+    fit_s = time.perf_counter() - t0
+    fresh = SCMSource(scm)
+    pool = PoolSource(fresh.draw(jax.random.key(1), 4096))
+    fc_real = FinetuneConfig(steps=10**6)
+    fc_mix = FinetuneConfig(steps=10**6, volume=1.0)
+    arms = {
+        "real": (task_full, None, fc_real),
+        "causalmix": (task_half, fresh, fc_mix),
+        "pool": (task_half, pool, fc_mix),
+    }
+    shapes = {name: step_shape(int(t.x_train.shape[0]), fc) for name, (t, _, fc) in arms.items()}
+    assert len({s.n_rows for s in shapes.values()}) == 1, shapes
+    key = jax.random.key(2)
+    states = {name: init_state(params, fc) for name, (_, _, fc) in arms.items()}
+
+    def block(name, n):
+        task, source, fc = arms[name]
+        state = states[name]
+        t = time.perf_counter()
+        for _ in range(n):
+            state, loss = train_step(state, task, source, key, mc=mc, fc=fc, shape=shapes[name])
+        loss.block_until_ready()
+        states[name] = state
+        return (time.perf_counter() - t) / n
+
+    compile_s = {name: block(name, 1) for name in arms}  # first call compiles
+    times = {name: [] for name in arms}
+    for _ in range(args.repeats):
+        for name in arms:
+            times[name].append(block(name, args.steps))
+    step_ms = {name: 1000 * statistics.median(v) for name, v in times.items()}
+    ratio = step_ms["causalmix"] / step_ms["real"]
+
+    fc_run = FinetuneConfig(steps=args.run_steps, eval_every=5, patience=10**6)
+    finetune(params, mc, task_half, fc_run)  # compile the evaluation
+    t = time.perf_counter()
+    finetune(params, mc, task_half, fc_run)
+    run_real_s = time.perf_counter() - t
+    fc_run_mix = FinetuneConfig(steps=args.run_steps, eval_every=5, patience=10**6, volume=1.0)
+    finetune(params, mc, task_half, fc_run_mix, source=fresh)
+    t = time.perf_counter()
+    finetune(params, mc, task_half, fc_run_mix, source=fresh)
+    run_mix_s = time.perf_counter() - t
+
+    result = dict(
+        dataset=args.dataset, rows_per_step=shapes["real"].n_rows, model=model_id,
+        model_config=mc.to_dict(), k_scms=args.k_scms, device=str(jax.devices()[0]),
+        cpu_count=os.cpu_count(), step_ms=step_ms, compile_s=compile_s,
+        ratio_causalmix_over_real=ratio, ratio_pool_over_real=step_ms["pool"] / step_ms["real"],
+        target_ratio=1.10, within_target=ratio <= 1.10, scm_fit_s=fit_s,
+        run_steps=args.run_steps, run_seconds={"real": run_real_s, "causalmix": run_mix_s},
+        runs_per_hour={"real": 3600 / run_real_s, "causalmix": 3600 / run_mix_s},
+        times_ms={k: [1000 * x for x in v] for k, v in times.items()})
+    print(f"step time (ms, median of {args.repeats}x{args.steps}): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in step_ms.items()))
+    print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10)")
+    print(f"runs per hour ({args.run_steps} steps, eval every 5): real "
+          f"{result['runs_per_hour']['real']:.0f}, causalmix {result['runs_per_hour']['causalmix']:.0f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

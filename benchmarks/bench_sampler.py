@@ -1,0 +1,245 @@
+"""Sampler throughput: causaljax's compiled draw next to DoWhy ``gcm.draw_samples`` on the SAME
+fitted model (converted with ``scm.from_dowhy``), measured in the same run.
+
+    python benchmarks/bench_sampler.py            # quick grid, ~3-6 min on a 2-core CPU
+    python benchmarks/bench_sampler.py --full     # n up to 1e7, d up to 50, k up to 1024
+
+Prints one line per measurement with the speed-up over DoWhy, writes ``bench_sampler.json``
+and ``bench_sampler.png`` (throughput vs n) to ``--out``. Parts:
+
+1. ``dowhy``: one 20-node SCM fitted by DoWhy on near-linear data (linear / logistic
+   mechanisms, as GOOD auto-assignment picks there; ``--auto-assign`` runs the assignment
+   itself) and one with HistGradientBoosting mechanisms; rows/s at 1e5 and 1e6 rows.
+2. ``datasets``: 64 SCMs × 512 rows × 20 nodes (linear) vs DoWhy's 512-row draws, datasets/s.
+3. ``grid``: random SCMs of each family (linear, MLP, trees) over n, d, k, both propagation
+   strategies (topological walk vs ``depth`` parallel sweeps). On a GPU, the share of the
+   memory-bandwidth roofline for the bytes written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from causaljax import sampler
+from causaljax.scm.random import random_scm
+
+PEAK_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s (SXM parts)
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def simulate(n: int, d: int, seed: int, nonlinear: bool) -> pd.DataFrame:
+    """A random DAG over d columns, linear(-ish) Gaussian numeric nodes and two binary
+    categorical nodes (the last two columns) drawn by a logistic link."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, d))
+    cols = {}
+    for j in range(d):
+        parents = [i for i in range(j) if rng.random() < min(1.0, 2.5 / max(j, 1))]
+        signal = sum(rng.normal(scale=0.8) * x[:, i] for i in parents) if parents else 0.0
+        if nonlinear and parents:
+            signal = np.sin(signal) + 0.5 * np.abs(signal)
+        if j >= d - 2 and parents:
+            p = 1 / (1 + np.exp(-signal))
+            x[:, j] = rng.random(n) < p
+            cols[f"c{j}"] = np.where(x[:, j] > 0, "yes", "no")
+        else:
+            x[:, j] = signal + rng.normal(size=n)
+            cols[f"x{j}"] = x[:, j]
+    return pd.DataFrame(cols)
+
+
+def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int):
+    """DoWhy SCM on the true DAG-free graph learned from the columns' order (dense upper
+    triangle thinned by correlation), fitted with the requested mechanisms."""
+    import networkx as nx
+    from dowhy import gcm
+
+    from causaljax.data import Table
+    from causaljax.scm.dowhy import dowhy_frame, from_dowhy
+
+    table = Table.from_pandas(df, target=df.columns[-1])
+    frame = dowhy_frame(table)
+    names = list(frame.columns)
+    corr = np.abs(np.corrcoef(table.values.T))
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names)
+    for j in range(len(names)):  # at most 3 strongest earlier parents: a sparse DAG
+        for i in np.argsort(-corr[:j, j])[:3]:
+            if corr[i, j] > 0.05:
+                graph.add_edge(names[i], names[j])
+    model = gcm.StructuralCausalModel(graph)
+    if auto_assign:
+        gcm.auto.assign_causal_mechanisms(model, frame, quality=gcm.auto.AssignmentQuality.GOOD)
+    else:
+        for node in names:
+            if graph.in_degree(node) == 0:
+                model.set_causal_mechanism(node, gcm.EmpiricalDistribution())
+            elif table.columns[names.index(node)].kind == "categorical":
+                clf = (gcm.ml.create_hist_gradient_boost_classifier() if family == "trees"
+                       else gcm.ml.create_logistic_regression_classifier())
+                model.set_causal_mechanism(node, gcm.ClassifierFCM(clf))
+            else:
+                reg = (gcm.ml.create_hist_gradient_boost_regressor() if family == "trees"
+                       else gcm.ml.create_linear_regressor())
+                model.set_causal_mechanism(node, gcm.AdditiveNoiseModel(reg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gcm.config.disable_progress_bars()
+        gcm.fit(model, frame)
+    return model, from_dowhy(model, table, seed=seed)
+
+
+def bench_dowhy(args, results):
+    from dowhy import gcm
+
+    for family in ("linear", "trees"):
+        df = simulate(2000, 20, seed=1, nonlinear=family == "trees")
+        model, ours = fit_dowhy(df, family, args.auto_assign, seed=0)
+        for n in args.dowhy_rows:
+            t_dowhy = timed(lambda: gcm.draw_samples(model, n), 1 if n >= 1e6 else 2)
+            t_ours = timed(lambda: sampler.sample(ours, jax.random.key(0), n), 3)
+            row = dict(part="dowhy", family=family, n=n, d=20, k=1,
+                       dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
+                       speedup=t_dowhy / t_ours)
+            results.append(row)
+            print(f"[dowhy] {family:7s} n={n:>9,d}  DoWhy {n / t_dowhy:12,.0f} rows/s  "
+                  f"causaljax {n / t_ours:14,.0f} rows/s  speed-up {t_dowhy / t_ours:8.1f}x")
+
+
+def bench_datasets(args, results):
+    from dowhy import gcm
+
+    df = simulate(2000, 20, seed=2, nonlinear=False)
+    model, one = fit_dowhy(df, "linear", args.auto_assign, seed=0)
+    ensemble = jax.tree.map(lambda a: np.repeat(np.asarray(a), 64, axis=0), one)
+    t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 5)
+    t_ours = timed(lambda: sampler.sample(ensemble, jax.random.key(0), 512), 5)
+    row = dict(part="datasets", family="linear", n=512, d=20, k=64,
+               dowhy_datasets_per_s=1 / t_dowhy, ours_datasets_per_s=64 / t_ours,
+               speedup=64 * t_dowhy / t_ours)
+    results.append(row)
+    print(f"[datasets] 64 SCMs x 512 rows x 20 nodes: DoWhy {1 / t_dowhy:8.1f} datasets/s, "
+          f"causaljax {64 / t_ours:10,.0f} datasets/s, speed-up {row['speedup']:.0f}x")
+
+
+def roofline(bytes_written: float, seconds: float) -> float | None:
+    dev = jax.devices()[0]
+    if dev.platform != "gpu":
+        return None
+    peak = next((v for name, v in PEAK_BANDWIDTH.items() if name in dev.device_kind), None)
+    return None if peak is None else bytes_written / seconds / peak
+
+
+FAMILY_KW = {"linear": {}, "mlp": {"hidden": 16}, "trees": {"n_trees": 20, "tree_depth": 4}}
+
+
+def bench_grid(args, results):
+    for family in args.families:
+        for d in args.d:
+            for k in args.k:
+                scm = random_scm(seed=d + k, k=k, n_levels=(0,) * (d - 1) + (2,), edge_prob=3 / d,
+                                 m=1024, **FAMILY_KW[family])
+                for n in args.n:
+                    if k * n * d > args.max_cells:
+                        continue
+                    for strategy in sampler.STRATEGIES:
+                        t = timed(lambda: sampler.sample(scm, jax.random.key(0), n,
+                                                         strategy=strategy), 3)
+                        share = roofline(4.0 * k * n * d, t)
+                        results.append(dict(part="grid", family=family, strategy=strategy, n=n,
+                                            d=d, k=k, rows_per_s=k * n / t,
+                                            datasets_per_s=k / t, roofline=share))
+                        extra = f"  roofline {share:6.1%}" if share is not None else ""
+                        print(f"[grid] {family:6s} {strategy:8s} d={d:<3d} k={k:<5d} n={n:>10,d} "
+                              f"{k * n / t:14,.0f} rows/s {k / t:12,.1f} datasets/s{extra}")
+
+
+def plot(results, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = pd.DataFrame([r for r in results if r["part"] == "grid"])
+    if grid.empty:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (family, strategy, d, k), g in grid.groupby(["family", "strategy", "d", "k"]):
+        if d != 20:
+            continue
+        ax.plot(g["n"], g["rows_per_s"], marker="o", ls="-" if strategy == "walk" else "--",
+                label=f"{family} {strategy} k={k}")
+    dowhy = [r for r in results if r["part"] == "dowhy"]
+    for fam in ("linear", "trees"):
+        pts = [(r["n"], r["dowhy_rows_per_s"]) for r in dowhy if r["family"] == fam]
+        if pts:
+            ax.plot(*zip(*pts), marker="x", color="k", ls=":", label=f"DoWhy {fam}")
+    ax.set(xscale="log", yscale="log", xlabel="rows per SCM (n)", ylabel="rows / s",
+           title=f"Sampler throughput, d = 20 ({jax.devices()[0].device_kind})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--full", action="store_true", help="the whole grid (long on a CPU)")
+    p.add_argument("--parts", default="dowhy,datasets,grid")
+    p.add_argument("--auto-assign", action="store_true",
+                   help="let DoWhy's GOOD auto-assignment choose the mechanisms")
+    p.add_argument("--out", default="results/bench_sampler")
+    p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.dowhy_rows, args.n, args.d, args.k = [1000], [1000], [10], [1, 4]
+        args.families, args.max_cells = ["linear", "trees"], 1e6
+    elif args.full:
+        args.dowhy_rows, args.n = [100_000, 1_000_000], [10**e for e in range(3, 8)]
+        args.d, args.k, args.families, args.max_cells = [10, 20, 50], [1, 64, 1024], \
+            list(FAMILY_KW), 2e9
+    else:
+        args.dowhy_rows, args.n = [100_000, 1_000_000], [1000, 10_000, 100_000, 1_000_000]
+        args.d, args.k, args.families, args.max_cells = [20], [1, 64], list(FAMILY_KW), 1e8
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    parts = args.parts.split(",")
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
+          f"{os.cpu_count()} CPU cores, jax {jax.__version__}")
+    if "dowhy" in parts:
+        bench_dowhy(args, results)
+    if "datasets" in parts and not args.tiny:
+        bench_datasets(args, results)
+    if "grid" in parts:
+        bench_grid(args, results)
+    meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
+                cpu_count=os.cpu_count(), platform=platform.platform(), jax=jax.__version__)
+    (out / "bench_sampler.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
+    plot(results, out / "bench_sampler.png")
+    print(f"wrote {out / 'bench_sampler.json'} and {out / 'bench_sampler.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

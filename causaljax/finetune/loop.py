@@ -1,0 +1,345 @@
+"""Full fine-tuning of the in-context TFM on real rows mixed with synthetic rows.
+
+One step (``train_step``, jitted, pure, buffers donated):
+  1. ``key = fold_in(run_key, step)``; the n real training rows are permuted and split into
+     ``n_real_ctx`` context and ``n_real_query`` query rows;
+  2. ``n_syn_ctx + n_syn_query`` synthetic rows are drawn INSIDE the step from a ``Source``
+     (an SCM ensemble drawn fresh by the compiled sampler, or a fixed pool; no host trip);
+  3. one dataset ``[real ctx | syn ctx | real query | syn query]`` goes through the model;
+     the loss is the cross-entropy of all query rows (real and synthetic);
+  4. AdamW (warmup + cosine, global-norm clipping); a step with a non-finite loss or gradient
+     is skipped (``optax.apply_if_finite``: the NaN guard).
+
+The Python loop (``finetune``) evaluates validation and test ROC-AUC with the REAL training
+rows as context every ``eval_every`` steps (and at step 0), stops after ``patience``
+evaluations without a better validation score, and returns the best weights.
+
+``StepShape`` is the static composition of a step; ``step_shape`` derives it from the number
+of real rows, the query share, the synthetic volume (synthetic rows per real row) and the
+share of synthetic rows placed in the query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from causaljax.eval.metrics import roc_auc, val_test_gap
+from causaljax.tfm.model import ModelConfig, build, class_mask_logits
+
+EVAL_CHUNK = 256  # query rows per evaluation chunk (fixed: one compilation per context size)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_share: float = 0.1
+    clip: float = 1.0
+    query_share: float = 0.2  # real rows used as queries in a step
+    volume: float = 0.0  # synthetic rows per real row in a step
+    syn_query_share: float | None = None  # share of synthetic rows in the query (None: query_share)
+    real_in_step: bool = True  # False: train on synthetic rows only (SCM-only baseline)
+    pool_rows: int | None = None  # None: fresh synthetic rows each step; N: fixed pool of N rows
+    eval_every: int = 5
+    patience: int = 8  # evaluations without improvement before stopping
+    max_nan_steps: int = 5  # consecutive skipped (non-finite) steps before giving up
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """Rows of one step, in model order [real ctx | syn ctx | real query | syn query]."""
+    n_real_ctx: int
+    n_real_query: int
+    n_syn_ctx: int
+    n_syn_query: int
+
+    @property
+    def n_syn(self) -> int:
+        return self.n_syn_ctx + self.n_syn_query
+
+    @property
+    def n_rows(self) -> int:
+        return self.n_real_ctx + self.n_real_query + self.n_syn
+
+
+def step_shape(n_train: int, fc: FinetuneConfig) -> StepShape:
+    """Static composition of a step for n_train real rows."""
+    n_syn = int(round(fc.volume * n_train))
+    syn_q_share = fc.query_share if fc.syn_query_share is None else fc.syn_query_share
+    n_syn_q = int(round(syn_q_share * n_syn))
+    if fc.real_in_step:
+        n_rq = min(max(1, int(round(fc.query_share * n_train))), n_train - 1)
+        n_rc = n_train - n_rq
+    else:
+        n_rq = n_rc = 0
+        n_syn_q = min(max(1, n_syn_q), n_syn - 1) if n_syn >= 2 else n_syn
+    shape = StepShape(n_rc, n_rq, n_syn - n_syn_q, n_syn_q)
+    if shape.n_real_ctx + shape.n_syn_ctx == 0 or shape.n_real_query + shape.n_syn_query == 0:
+        raise ValueError(f"a step needs context and query rows, got {shape} "
+                         f"(n_train={n_train}, volume={fc.volume}, real_in_step={fc.real_in_step})")
+    return shape
+
+
+# ----------------------------------------------------------------------------- data
+class Task(NamedTuple):
+    """One fold of one dataset, ready for the model (F = model feature slots)."""
+    x_train: jax.Array  # f32[n, F]
+    y_train: jax.Array  # int32[n]
+    x_val: jax.Array  # f32[n_val_pad, F] (padded to EVAL_CHUNK rows)
+    y_val: np.ndarray  # int64[n_val] (host, unpadded)
+    x_test: jax.Array  # f32[n_test_pad, F]
+    y_test: np.ndarray  # int64[n_test]
+    feat: jax.Array  # bool[F]: real feature slots
+    feature_idx: jax.Array  # int32[d-1]: Table columns that are features
+    target_idx: jax.Array  # int32[]: Table column of the target
+    n_classes: jax.Array  # int32[]
+
+
+def check_fits_model(table, mc: ModelConfig) -> None:
+    """ValueError if the table has more features or classes than the model takes."""
+    n_feat, n_cls = table.n_cols - 1, int(table.n_levels[table.target_index])
+    if n_feat > mc.max_features:
+        raise ValueError(f"{n_feat} features: the TFM takes at most {mc.max_features}")
+    if n_cls > mc.max_classes:
+        raise ValueError(f"{n_cls} classes: the TFM takes at most {mc.max_classes}")
+
+
+def encode_rows(rows_nxd, feature_idx, target_idx, n_classes, F: int):
+    """Table-encoded rows f32[n, d] -> (x f32[n, F] zero-padded, y int32[n] clipped)."""
+    rows_nxd = jnp.asarray(rows_nxd, jnp.float32)
+    x = rows_nxd[:, feature_idx]
+    x = jnp.pad(x, ((0, 0), (0, F - x.shape[1])))
+    y = jnp.clip(jnp.round(rows_nxd[:, target_idx]), 0, n_classes - 1).astype(jnp.int32)
+    return x, y
+
+
+def make_task(table, split, mc: ModelConfig, *, max_test: int | None = 2048, seed: int = 0) -> Task:
+    """A Task from a Table and a ``data.Split`` (test rows subsampled to ``max_test``)."""
+    check_fits_model(table, mc)
+    F = mc.max_features
+    fidx = np.asarray(table.feature_indices, np.int32)
+    tidx = np.int32(table.target_index)
+    n_classes = np.int32(table.n_levels[table.target_index])
+    test = np.asarray(split.test)
+    if max_test is not None and len(test) > max_test:
+        test = np.sort(np.random.default_rng(seed).choice(test, max_test, replace=False))
+
+    def rows(idx, pad: bool):  # host-side encode_rows (no per-op dispatch)
+        v = table.values[np.asarray(idx)]
+        x = np.zeros((len(idx) + (-len(idx) % EVAL_CHUNK if pad else 0), F), np.float32)
+        x[: len(idx), : len(fidx)] = v[:, fidx]
+        y = np.clip(np.round(v[:, tidx]), 0, n_classes - 1).astype(np.int32)
+        return jnp.asarray(x), y
+
+    x_tr, y_tr = rows(split.train, False)
+    x_va, y_va = rows(split.val, True)
+    x_te, y_te = rows(test, True)
+    return Task(x_tr, jnp.asarray(y_tr), x_va, np.asarray(y_va, np.int64), x_te, np.asarray(y_te, np.int64),
+                jnp.arange(F) < len(fidx), jnp.asarray(fidx), jnp.asarray(tidx),
+                jnp.asarray(n_classes))
+
+
+class Batch(NamedTuple):
+    """One training dataset in the model's layout (B = 1)."""
+    x: jax.Array  # f32[1, N, F]
+    y: jax.Array  # int32[1, N]
+    ctx: jax.Array  # bool[1, N]
+    feat: jax.Array  # bool[1, F]
+    n_classes: jax.Array  # int32[1]
+
+
+def make_batch(task: Task, source, key, shape: StepShape) -> Batch:
+    """Split the real rows into context / query and add synthetic rows drawn from ``source``."""
+    k_perm, k_syn = jax.random.split(key)
+    perm = jax.random.permutation(k_perm, task.x_train.shape[0])
+    rc = perm[: shape.n_real_ctx]
+    rq = perm[shape.n_real_ctx: shape.n_real_ctx + shape.n_real_query]
+    F = task.x_train.shape[1]
+    if shape.n_syn:
+        rows = source.draw(k_syn, shape.n_syn)  # f32[n_syn, d]
+        xs, ys = encode_rows(rows, task.feature_idx, task.target_idx, task.n_classes, F)
+    else:
+        xs, ys = jnp.zeros((0, F), jnp.float32), jnp.zeros((0,), jnp.int32)
+    c = shape.n_syn_ctx
+    x = jnp.concatenate([task.x_train[rc], xs[:c], task.x_train[rq], xs[c:]])
+    y = jnp.concatenate([task.y_train[rc], ys[:c], task.y_train[rq], ys[c:]])
+    ctx = jnp.arange(shape.n_rows) < shape.n_real_ctx + c
+    return Batch(x[None], y[None], ctx[None], task.feat[None], task.n_classes[None])
+
+
+# ----------------------------------------------------------------------------- model
+def loss_fn(params, mc: ModelConfig, batch: Batch):
+    """Mean cross-entropy of the query rows."""
+    row = jnp.ones_like(batch.ctx)
+    logits = build(mc).apply({"params": params}, batch.x, batch.y, batch.ctx, row, batch.feat)
+    logits = class_mask_logits(logits, batch.n_classes)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.y)  # [1, N]
+    q = (~batch.ctx).astype(jnp.float32)
+    return (ce * q).sum() / jnp.maximum(q.sum(), 1.0)
+
+
+def optimizer(fc: FinetuneConfig) -> optax.GradientTransformation:
+    warmup = max(1, int(round(fc.warmup_share * fc.steps)))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, fc.lr, warmup_steps=warmup, decay_steps=max(fc.steps, warmup + 1),
+        end_value=fc.lr * 0.1)
+    inner = optax.chain(optax.clip_by_global_norm(fc.clip),
+                        optax.adamw(schedule, weight_decay=fc.weight_decay))
+    # never apply a non-finite update (optax would after max_consecutive_errors); the host loop
+    # stops the run once fc.max_nan_steps consecutive steps were skipped
+    return optax.apply_if_finite(inner, max_consecutive_errors=2**30)
+
+
+class State(NamedTuple):
+    step: jax.Array  # int32[]
+    params: dict
+    opt_state: tuple
+
+
+def init_state(params, fc: FinetuneConfig) -> State:
+    params = jax.tree.map(jnp.array, params)  # own copy: the step donates its buffers
+    return State(jnp.zeros((), jnp.int32), params, optimizer(fc).init(params))
+
+
+def update(state: State, batch: Batch, *, mc: ModelConfig, fc: FinetuneConfig):
+    """One optimizer step on a given batch -> (state, loss). Non-finite steps are skipped."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, mc, batch)
+    updates, opt_state = optimizer(fc).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return State(state.step + 1, params, opt_state), loss
+
+
+@functools.partial(jax.jit, static_argnames=("mc", "fc", "shape"), donate_argnums=(0,))
+def train_step(state: State, task: Task, source, key, *, mc: ModelConfig, fc: FinetuneConfig,
+               shape: StepShape):
+    """(state, task, source, run key) -> (state, loss); data from fold_in(key, step)."""
+    batch = make_batch(task, source, jax.random.fold_in(key, state.step), shape)
+    return update(state, batch, mc=mc, fc=fc)
+
+
+@functools.partial(jax.jit, static_argnames=("mc",))
+def predict_proba(params, x_ctx_NxF, y_ctx_N, x_q_MxF, feat_F, n_classes, *, mc: ModelConfig):
+    """Class probabilities f32[M, max_classes] (zero beyond n_classes) of query rows given a
+    context; M must be a multiple of EVAL_CHUNK."""
+    n = x_ctx_NxF.shape[0]
+    model = build(mc)
+
+    def chunk(xq_CxF):
+        c = xq_CxF.shape[0]
+        x = jnp.concatenate([x_ctx_NxF, xq_CxF])[None]
+        y = jnp.concatenate([y_ctx_N, jnp.zeros((c,), jnp.int32)])[None]
+        ctx = (jnp.arange(n + c) < n)[None]
+        logits = model.apply({"params": params}, x, y, ctx, jnp.ones_like(ctx), feat_F[None])
+        logits = class_mask_logits(logits, n_classes[None])
+        return jax.nn.softmax(logits[0, n:], axis=-1)
+
+    chunks = x_q_MxF.reshape(-1, EVAL_CHUNK, x_q_MxF.shape[-1])
+    return jax.lax.map(chunk, chunks).reshape(-1, mc.max_classes)
+
+
+def scores(params, mc: ModelConfig, task: Task, which: str) -> tuple[float, float]:
+    """(ROC-AUC, log loss) on the 'val' or 'test' rows, real training rows as context."""
+    x_q, y_q = (task.x_val, task.y_val) if which == "val" else (task.x_test, task.y_test)
+    if len(y_q) == 0:
+        return float("nan"), float("nan")
+    p = np.asarray(predict_proba(params, task.x_train, task.y_train, x_q, task.feat,
+                                 task.n_classes, mc=mc))[: len(y_q), : int(task.n_classes)]
+    p_true = p[np.arange(len(y_q)), y_q]
+    logloss = float(-np.mean(np.log(np.clip(p_true, 1e-12, 1.0))))
+    return roc_auc(y_q, p), logloss
+
+
+# ----------------------------------------------------------------------------- loop
+@dataclass
+class Result:
+    params: dict  # best weights (by validation)
+    best_step: int
+    val_auc: float  # at best_step
+    test_auc: float  # at best_step
+    steps: int  # optimizer steps taken
+    history: list  # dicts: step, val_auc, val_loss, test_auc, train_loss
+    nan_steps: int
+    stopped: str  # "steps" | "patience" | "nan"
+    seconds: float
+
+    @property
+    def val_test_gap(self) -> float:
+        return val_test_gap([h["val_auc"] for h in self.history],
+                            [h["test_auc"] for h in self.history])
+
+
+def _better(new: tuple, best: tuple | None) -> bool:
+    """Higher validation AUC wins; equal AUC: lower validation log loss."""
+    if best is None:
+        return True
+    (a, la), (b, lb) = new, best
+    a = -np.inf if not np.isfinite(a) else a
+    b = -np.inf if not np.isfinite(b) else b
+    return a > b or (a == b and np.isfinite(la) and (not np.isfinite(lb) or la < lb))
+
+
+def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=None,
+             key=None, evaluate_test: bool = True) -> Result:
+    """Fine-tune ``params`` on ``task`` (plus synthetic rows from ``source`` if fc.volume > 0);
+    see the module docstring. ``key`` defaults to ``jax.random.key(fc.seed)``."""
+    t0 = time.perf_counter()
+    key = jax.random.key(fc.seed) if key is None else key
+    shape = step_shape(int(task.x_train.shape[0]), fc)
+    if shape.n_syn and source is None:
+        raise ValueError("fc.volume > 0 (or real_in_step=False) needs a synthetic source")
+    if fc.pool_rows is not None and shape.n_syn:
+        from causaljax.finetune.sources import PoolSource
+
+        source = PoolSource(source.draw(jax.random.fold_in(key, 2**31 - 1), int(fc.pool_rows)))
+    state = init_state(params, fc)
+    history, best, best_params, best_at = [], None, state.params, 0
+    since_best, stopped, loss = 0, "steps", jnp.nan
+
+    def evaluate(step):
+        nonlocal best, best_params, best_at, since_best
+        va, vl = scores(state.params, mc, task, "val")
+        te = scores(state.params, mc, task, "test")[0] if evaluate_test else float("nan")
+        history.append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te,
+                            train_loss=float(loss)))
+        if _better((va, vl), best):
+            best, best_at, since_best = (va, vl), step, 0
+            best_params = jax.tree.map(jnp.copy, state.params)
+        else:
+            since_best += 1
+
+    evaluate(0)
+    for step in range(1, fc.steps + 1):
+        state, loss = train_step(state, task, source, key, mc=mc, fc=fc, shape=shape)
+        if step % fc.eval_every == 0 or step == fc.steps:
+            evaluate(step)
+            if int(state.opt_state.notfinite_count) >= fc.max_nan_steps:
+                stopped = "nan"
+                break
+            if since_best >= fc.patience:
+                stopped = "patience"
+                break
+    at_best = next(h for h in history if h["step"] == best_at)
+    return Result(best_params, best_at, at_best["val_auc"], at_best["test_auc"],
+                  int(state.step), history, int(state.opt_state.total_notfinite), stopped,
+                  time.perf_counter() - t0)
+
+
+def zero_shot(params, mc: ModelConfig, task: Task) -> dict:
+    """Scores of the pretrained model, no fine-tuning."""
+    va, vl = scores(params, mc, task, "val")
+    te, tl = scores(params, mc, task, "test")
+    return dict(val_auc=va, val_loss=vl, test_auc=te, test_loss=tl)

@@ -1,0 +1,190 @@
+"""``TFMClassifier``: the pretrained in-context model behind the scikit-learn interface.
+
+``fit`` only stores the (encoded) training rows: they become the model's context. ``predict_proba``
+runs the model with those rows as context and the new rows as queries.
+
+Inputs: a NumPy array (floats, NaN = missing) or a pandas DataFrame. A DataFrame is encoded
+with ``causaljax.data.Table``: numeric columns enter as their value, categorical columns
+(strings, bool, category dtype) enter as their integer level code (0..L-1, the levels learned
+in ``fit``; a level unseen in ``fit`` counts as missing). Missing cells are passed to the
+model as missing (NaN + indicator), not imputed.
+
+Limits (ValueError naming the limit): at most ``MAX_FEATURES`` = 100 features, at most
+``MAX_CLASSES`` = 10 classes. More than ``max_context`` training rows: each ensemble member uses
+a different random subset of ``max_context`` rows as context (a subsampling ensemble).
+
+Ensemble: ``n_estimators`` passes, each with the features placed in a random order of the
+model's 100 feature slots and the class labels randomly permuted (pass 0 uses the identity
+order), probabilities averaged after undoing the label permutation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from causaljax.tfm.checkpoint import load_weights, resolve
+from causaljax.tfm.model import MAX_CLASSES, MAX_FEATURES, ModelConfig, build
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_weights(path: str):
+    return load_weights(path)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _probs(params, x_ctx_NxF, y_ctx_N, x_q_MxF, feat_F, n_classes, *, cfg: ModelConfig):
+    """Class probabilities f32[M, MAX_CLASSES] of the queries given the context (one dataset)."""
+    n, m = x_ctx_NxF.shape[0], x_q_MxF.shape[0]
+    x = jnp.concatenate([x_ctx_NxF, x_q_MxF], 0)[None]
+    y = jnp.concatenate([y_ctx_N, jnp.zeros((m,), jnp.int32)])[None]
+    ctx = (jnp.arange(n + m) < n)[None]
+    row = jnp.ones((1, n + m), bool)
+    logits = build(cfg).apply({"params": params}, x, y, ctx, row, feat_F[None])[0, n:]
+    logits = jnp.where(jnp.arange(logits.shape[-1]) < n_classes, logits, -jnp.inf)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+class TFMClassifier(ClassifierMixin, BaseEstimator):
+    """In-context classifier from a pretrained TFM checkpoint (sklearn-compatible).
+
+    Parameters
+    ----------
+    checkpoint : "default" (the weights shipped in ``causaljax/tfm/weights``) or a path to a
+        ``.msgpack`` file with its ``.json`` sidecar.
+    n_estimators : ensemble passes (feature order / label permutation / context subset).
+    max_context : most training rows used as context in one pass.
+    query_batch : queries per model call (queries never interact, so batching is exact).
+    random_state : seed of the ensemble's permutations and subsets.
+    """
+
+    def __init__(self, checkpoint="default", n_estimators: int = 4, max_context: int = 1024,
+                 query_batch: int = 512, random_state: int = 0):
+        self.checkpoint = checkpoint
+        self.n_estimators = n_estimators
+        self.max_context = max_context
+        self.query_batch = query_batch
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- encoding
+    def _encode(self, X, fitting: bool) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            if fitting:
+                from causaljax.data import Table
+
+                name = "__target__"
+                while name in X.columns:
+                    name += "_"
+                df = X.copy()
+                df.columns = [str(c) for c in df.columns]
+                # the Table needs a target: a dummy one (labels are handled by fit itself)
+                table = Table.from_pandas(df.assign(**{name: np.arange(len(df)) % 2}),
+                                          target=name)
+                self.feature_columns_ = [c for c in table.columns if c.name != name]
+                self.feature_names_in_ = np.asarray([c.name for c in self.feature_columns_],
+                                                    dtype=object)
+                x = table.X.astype(np.float32)
+                x[table.missing[:, table.feature_indices]] = np.nan
+                return x
+            if not hasattr(self, "feature_columns_"):
+                raise ValueError("fitted on a NumPy array: pass a NumPy array, not a DataFrame")
+            df = X.copy()
+            df.columns = [str(c) for c in df.columns]
+            names = [c.name for c in self.feature_columns_]
+            missing_cols = [n for n in names if n not in df.columns]
+            if missing_cols:
+                raise ValueError(f"columns seen in fit are missing: {missing_cols}")
+            cols = []
+            for col in self.feature_columns_:
+                s = df[col.name]
+                if col.kind == "categorical":
+                    index = {v: i for i, v in enumerate(col.levels)}
+                    cols.append(np.array([index.get(v, np.nan) if not pd.isna(v) else np.nan
+                                          for v in s], np.float32))
+                else:
+                    cols.append(pd.to_numeric(s, errors="coerce").to_numpy(np.float32,
+                                                                           na_value=np.nan))
+            return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), np.float32)
+        x = np.asarray(X, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"X must be 2-D (rows x features), got shape {x.shape}")
+        if fitting:
+            self.feature_columns_ = None
+        elif getattr(self, "feature_columns_", None) is not None:
+            raise ValueError("fitted on a DataFrame: pass a DataFrame with the same columns")
+        return x
+
+    # ----------------------------------------------------------------- sklearn API
+    def fit(self, X, y):
+        x = self._encode(X, fitting=True)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"y must be 1-D with one label per row of X ({len(x)}), "
+                             f"got shape {y.shape}")
+        if x.shape[1] > MAX_FEATURES:
+            raise ValueError(f"X has {x.shape[1]} features; the TFM takes at most "
+                             f"{MAX_FEATURES} features (select or reduce features first)")
+        if x.shape[1] == 0:
+            raise ValueError("X has no features")
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) > MAX_CLASSES:
+            raise ValueError(f"y has {len(self.classes_)} classes; the TFM takes at most "
+                             f"{MAX_CLASSES} classes")
+        if len(self.classes_) < 2:
+            raise ValueError("y has a single class; need at least 2")
+        if np.isinf(x).any():
+            raise ValueError("X contains inf; use NaN for missing values")
+        self.params_, self.config_, self.checkpoint_meta_ = _cached_weights(
+            str(resolve(self.checkpoint)))
+        self.n_features_in_ = x.shape[1]
+        self.X_ctx_ = x
+        self.y_ctx_ = y_codes.astype(np.int32)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        if not hasattr(self, "X_ctx_"):
+            raise ValueError("call fit before predict_proba")
+        xq = self._encode(X, fitting=False)
+        if xq.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {xq.shape[1]} features, fit saw {self.n_features_in_}")
+        rng = np.random.default_rng(self.random_state)
+        n, F = self.X_ctx_.shape
+        C = len(self.classes_)
+        n_slots = self.config_.max_features
+        total = np.zeros((len(xq), C), np.float64)
+        for e in range(max(1, self.n_estimators)):
+            if e == 0:
+                slots, label_perm = np.arange(F), np.arange(C)
+            else:
+                slots, label_perm = rng.permutation(n_slots)[:F], rng.permutation(C)
+            rows = (np.sort(rng.choice(n, self.max_context, replace=False))
+                    if n > self.max_context else np.arange(n))
+            x_ctx = np.zeros((len(rows), n_slots), np.float32)
+            x_ctx[:, slots] = self.X_ctx_[rows]
+            y_ctx = label_perm[self.y_ctx_[rows]].astype(np.int32)
+            feat = np.zeros(n_slots, bool)
+            feat[slots] = True
+            probs = self._query_probs(x_ctx, y_ctx, xq, slots, feat)  # [M, MAX_CLASSES]
+            total += probs[:, label_perm]  # class c was shown to the model as label_perm[c]
+        total /= total.sum(1, keepdims=True)
+        return total
+
+    def _query_probs(self, x_ctx, y_ctx, xq, slots, feat) -> np.ndarray:
+        B = self.query_batch
+        out = []
+        for start in range(0, len(xq), B):
+            chunk = xq[start:start + B]
+            xb = np.zeros((B, x_ctx.shape[1]), np.float32)  # fixed size: one compilation
+            xb[: len(chunk)][:, slots] = chunk
+            p = _probs(self.params_, jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(xb),
+                       jnp.asarray(feat), len(self.classes_), cfg=self.config_)
+            out.append(np.asarray(p)[: len(chunk)])
+        return np.concatenate(out, 0) if out else np.zeros((0, MAX_CLASSES), np.float32)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,108 @@
+"""The random-SCM pretraining prior: shapes, masks, labels, class counts, reproducibility."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from causaljax.prior import PriorConfig, random_scms, sample_batch
+from causaljax.scm.types import validate
+
+CFG = PriorConfig(n_rows=64, n_nodes=12, max_prior_features=8, hidden=4, pool=64, min_rows=24)
+B = 24
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return jax.tree.map(np.asarray, sample_batch(jax.random.key(0), CFG, B))
+
+
+def test_shapes_and_dtypes(batch):
+    N, F = CFG.n_rows, CFG.max_features
+    assert batch.x.shape == (B, N, F) and batch.x.dtype == np.float32
+    assert batch.y.shape == (B, N) and batch.y.dtype == np.int32
+    assert batch.ctx.shape == batch.row.shape == (B, N)
+    assert batch.feat.shape == (B, F) and batch.n_classes.shape == (B,)
+
+
+def test_masks(batch):
+    n_valid = batch.row.sum(1)
+    n_ctx = batch.ctx.sum(1)
+    assert (n_valid >= CFG.min_rows).all() and (n_valid <= CFG.n_rows).all()
+    assert (n_ctx >= 2).all() and (n_ctx < n_valid).all()  # at least one query row
+    assert not (batch.ctx & ~batch.row).any()  # context rows are real rows
+    n_feat = batch.feat.sum(1)
+    assert (n_feat >= 1).all() and (n_feat <= CFG.max_prior_features).all()
+    # padding slots and padding rows hold exact zeros, real cells are finite or NaN
+    assert (batch.x[~np.broadcast_to(batch.feat[:, None, :], batch.x.shape)] == 0).all()
+    assert (batch.x[~batch.row] == 0).all()
+    assert not np.isinf(batch.x).any()
+    # feature slots are scattered, not always the first ones
+    assert batch.feat[:, CFG.max_prior_features:].any()
+
+
+def test_labels_and_class_counts(batch):
+    C = batch.n_classes
+    assert ((C >= 2) & (C <= CFG.max_classes)).all()
+    for b in range(B):
+        y = batch.y[b][batch.row[b]]
+        assert y.min() >= 0 and y.max() < C[b]
+        counts = np.bincount(y, minlength=C[b])
+        # rank thresholds on a flattened Dirichlet: each class holds >= 15%/C of the rows
+        # (up to one row of rounding at each of its two thresholds)
+        assert counts.min() >= int(0.15 / C[b] * len(y)) - 2, (b, counts)
+        assert (counts[:2] > 0).all() or C[b] > 2
+        assert counts.sum() == batch.row[b].sum()
+    assert (C == 2).any() and (C > 2).any()
+    assert (batch.y[~batch.row] == 0).all()
+
+
+def test_imbalance_varies():
+    big = jax.tree.map(np.asarray, sample_batch(jax.random.key(3), CFG, 64))
+    minority = [np.bincount(big.y[b][big.row[b]]).min() / big.row[b].sum()
+                for b in range(64) if big.n_classes[b] == 2]
+    assert min(minority) < 0.3 and max(minority) > 0.4
+
+
+def test_reproducible_and_key_dependent(batch):
+    again = jax.tree.map(np.asarray, sample_batch(jax.random.key(0), CFG, B))
+    for a, b in zip(batch, again):
+        np.testing.assert_array_equal(a, b)
+    other = sample_batch(jax.random.key(1), CFG, B)
+    assert not np.array_equal(np.nan_to_num(batch.x), np.nan_to_num(np.asarray(other.x)))
+
+
+def test_random_scms_satisfy_the_scm_contract():
+    scm = random_scms(jax.random.key(0), CFG, 5)
+    validate(jax.tree.map(np.asarray, scm))  # raises on a broken SCM
+    parents = np.asarray(scm.parents)
+    assert parents.any() and not np.tril(parents[0]).any()  # DAG in node order
+    # depth is the longest path: check against a NumPy recursion
+    for s in range(5):
+        level = np.zeros(CFG.n_nodes, int)
+        for j in range(CFG.n_nodes):
+            par = np.flatnonzero(parents[s][:, j])
+            level[j] = level[par].max() + 1 if len(par) else 0
+        assert int(scm.depth[s]) == level.max()
+
+
+def test_categorical_and_missing_features_occur():
+    big = jax.tree.map(np.asarray, sample_batch(jax.random.key(5), CFG, 64))
+    assert np.isnan(big.x).any()
+    # some real feature column holds only a few small non-negative integer codes
+    found = False
+    for b in range(64):
+        for f in np.flatnonzero(big.feat[b]):
+            col = big.x[b][big.row[b], f]
+            col = col[~np.isnan(col)]
+            if len(np.unique(col)) <= 10 and np.all(col == np.round(col)) and col.min() >= 0:
+                found = True
+    assert found
+
+
+def test_batch_compiles_once():
+    sample_batch(jax.random.key(0), CFG, B)
+    size = sample_batch._cache_size()
+    sample_batch(jax.random.key(9), CFG, B)
+    assert sample_batch._cache_size() == size
+    assert jnp.asarray(0).dtype == jnp.int32

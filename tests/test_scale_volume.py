@@ -1,0 +1,95 @@
+"""Smoke tests of experiments/scale_volume.py and benchmarks/bench_finetune_step.py."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--n-train", "32",
+        "--steps", "2", "--eval-every", "1", "--k-scms", "2", "--n-bootstrap", "2",
+        "--families", "linear", "--max-test", "256", "--no-progress"]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("scale_volume",
+                                                  ROOT / "experiments" / "scale_volume.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_smoke_runs_writes_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "experiments" / "scale_volume.py"), *TINY,
+           "--volumes", "0,1", "--methods", "real,causalmix,copula", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = sorted((out / "runs").glob("*.parquet"))
+    assert len(runs) == 4  # zeroshot, real, causalmix@1, copula@1
+    df = pd.read_parquet(out / "results.parquet")
+    for col in ("dataset", "fold", "method", "volume", "n_train", "zero_shot_auc", "test_auc",
+                "val_auc", "val_test_gap", "steps", "seconds", "run_id"):
+        assert col in df.columns, col
+    assert set(df.method) == {"zeroshot", "real", "causalmix", "copula"}
+    assert df.test_auc.between(0, 1).all() and df.run_id.is_unique
+    assert "| causalmix | 1 |" in (out / "summary.md").read_text()
+    assert (out / "improvement_vs_volume.png").stat().st_size > 0
+    assert (out / "gap_vs_volume.png").stat().st_size > 0
+    # rerun: nothing left to do, nothing duplicated
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["ran"] == 0
+    assert sorted((out / "runs").glob("*.parquet")) == runs
+
+
+def _csv(tmp_path, n=80, classes=2):
+    df = pd.DataFrame({"a": range(n), "b": [i % 7 for i in range(n)],
+                       "label": [i % classes for i in range(n)]})
+    path = tmp_path / "mine.csv"
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["unknown_target", "one_class", "too_few_rows",
+                                  "negative_volume", "unknown_method", "unknown_dataset",
+                                  "bad_shard"])
+def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    keep = out / "runs" / "previous.parquet"
+    keep.write_bytes(b"earlier results")
+    base = ["--checkpoint", "random-tiny", "--out", str(out), "--no-progress"]
+    args = {
+        "unknown_target": ["--csv", _csv(tmp_path), "--target", "nope"],
+        "one_class": ["--csv", _csv(tmp_path, classes=1), "--target", "label"],
+        "too_few_rows": ["--csv", _csv(tmp_path, n=40), "--target", "label", "--n-train", "64"],
+        "negative_volume": ["--datasets", "pima", "--volumes", "0,-1"],
+        "unknown_method": ["--datasets", "pima", "--methods", "real,gan9000"],
+        "unknown_dataset": ["--datasets", "no_such_data"],
+        "bad_shard": ["--datasets", "pima", "--shard", "2/2"],
+    }[case]
+    assert _script().main(base + args) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and len(err) < 2000
+    assert sorted(p.name for p in out.rglob("*")) == ["previous.parquet", "runs"]
+    assert keep.read_bytes() == b"earlier results"
+
+
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_finetune_step.py"),
+           "--checkpoint", "random-tiny", "--rows", "64", "--steps", "2", "--repeats", "1",
+           "--run-steps", "2", "--k-scms", "2", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ratio" in res.stdout
+    data = json.loads(out.read_text())
+    assert data["ratio_causalmix_over_real"] > 0 and data["rows_per_step"] == 64
+    assert set(data["runs_per_hour"]) == {"real", "causalmix"}

@@ -1,0 +1,249 @@
+"""The in-context TFM: attention structure, training, checkpoints, shipped weights, classifier.
+
+Golden values (``tests/data/tfm_golden.json``) pin the probabilities of the SHIPPED checkpoint
+on a fixed input. Regenerating them is legitimate only when the shipped weights
+(``causaljax/tfm/weights/default.msgpack``) are deliberately replaced (a new export); then run
+``python tests/test_tfm.py --regenerate-golden`` and commit both together. A golden failure
+with unchanged weights means the model code changed its function: that is a bug to explain.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from causaljax.prior import PriorConfig
+from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
+from causaljax.tfm.classifier import TFMClassifier
+from causaljax.tfm.model import ModelConfig, build, init_params
+from causaljax.tfm.pretrain import (
+    TrainConfig, init_state, load_state, prior_for, save_state, train_step, validation_batches,
+    validation_loss,
+)
+
+GOLDEN = Path(__file__).parent / "data" / "tfm_golden.json"
+TINY = ModelConfig(width=32, depth=2, heads=2)
+
+
+def _apply(params, cfg, x, y, ctx, row=None, feat=None):
+    B, N, F = x.shape
+    row = jnp.ones((B, N), bool) if row is None else row
+    feat = jnp.arange(F)[None].repeat(B, 0) < 5 if feat is None else feat
+    return np.asarray(build(cfg).apply({"params": params}, x, y, ctx, row, feat))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    params = init_params(TINY, jax.random.key(1))
+    rng = np.random.default_rng(0)
+    N = 20
+    x = np.zeros((1, N, TINY.max_features), np.float32)
+    x[..., :5] = rng.normal(size=(1, N, 5))
+    y = rng.integers(0, 3, size=(1, N)).astype(np.int32)
+    ctx = np.arange(N)[None] < 12
+    return params, x, y, ctx
+
+
+# ----------------------------------------------------------------------------- leakage
+def test_query_rows_do_not_influence_each_other(tiny):
+    params, x, y, ctx = tiny
+    base = _apply(params, TINY, x, y, ctx)
+    x2 = x.copy()
+    x2[0, 15, :5] += 3.0  # change one query row
+    out = _apply(params, TINY, x2, y, ctx)
+    others = [i for i in range(12, 20) if i != 15]
+    np.testing.assert_allclose(out[0, others], base[0, others], atol=1e-5)
+    np.testing.assert_allclose(out[0, :12], base[0, :12], atol=1e-5)  # context untouched too
+    assert np.abs(out[0, 15] - base[0, 15]).max() > 1e-3  # the changed query does change
+
+
+def test_context_labels_and_rows_matter(tiny):
+    params, x, y, ctx = tiny
+    base = _apply(params, TINY, x, y, ctx)
+    y2 = y.copy()
+    y2[0, 3] = (y2[0, 3] + 1) % 3  # change one context label
+    out = _apply(params, TINY, x, y2, ctx)
+    assert np.abs(out[0, 12:] - base[0, 12:]).max() > 1e-4
+    y3 = y.copy()
+    y3[0, 14] = (y3[0, 14] + 1) % 3  # a query's label is never seen
+    np.testing.assert_allclose(_apply(params, TINY, x, y3, ctx), base, atol=1e-6)
+
+
+def test_padding_rows_and_slots_are_ignored(tiny):
+    params, x, y, ctx = tiny
+    row = np.ones((1, 20), bool)
+    row[0, 10] = False  # a padded context row
+    base = _apply(params, TINY, x, y, ctx, row=row)
+    x2 = x.copy()
+    x2[0, 10, :5] = 100.0
+    x2[0, :, 50] = 7.0  # a padded feature slot
+    out = _apply(params, TINY, x2, y, ctx, row=row)
+    np.testing.assert_allclose(out[0, 12:], base[0, 12:], atol=1e-5)
+
+
+def test_missing_values_are_handled(tiny):
+    params, x, y, ctx = tiny
+    x2 = x.copy()
+    x2[0, 2, 1] = np.nan
+    x2[0, 14, 3] = np.nan
+    out = _apply(params, TINY, x2, y, ctx)
+    assert np.isfinite(out).all()
+    assert np.abs(out - _apply(params, TINY, x, y, ctx)).max() > 1e-5
+
+
+# ----------------------------------------------------------------------------- training
+# one tiny configuration for both training tests, so the train step compiles once
+TRAIN_MC = ModelConfig(width=16, depth=1, heads=2)
+TRAIN_TC = TrainConfig(total_steps=40, lr=5e-3, warmup=3, tokens_per_step=256, row_buckets=(32,))
+TRAIN_PC = prior_for(32, PriorConfig(n_nodes=6, max_prior_features=4, hidden=2, pool=32))
+
+
+def _train(state, n):
+    key = jax.random.key(0)
+    for _ in range(n):
+        state, metrics = train_step(state, key, mc=TRAIN_MC, tc=TRAIN_TC, pc=TRAIN_PC,
+                                    batch_size=8)
+    return state, metrics
+
+
+def test_loss_falls_on_a_tiny_prior_run():
+    val = validation_batches(TRAIN_PC, n_batches=4, batch_size=8)
+    state = init_state(TRAIN_MC, TRAIN_TC)
+    before, _ = validation_loss(state.params, TRAIN_MC, val)
+    state, metrics = _train(state, 40)
+    after, _ = validation_loss(state.params, TRAIN_MC, val)
+    assert int(state.step) == 40 and np.isfinite(float(metrics["loss"]))
+    assert after < before - 0.05, (before, after)
+
+
+def test_train_state_round_trip_and_resume(tmp_path):
+    straight, _ = _train(init_state(TRAIN_MC, TRAIN_TC), 4)
+    half, _ = _train(init_state(TRAIN_MC, TRAIN_TC), 2)
+    save_state(half, str(tmp_path / "s.msgpack"))
+    resumed, _ = _train(load_state(init_state(TRAIN_MC, TRAIN_TC), str(tmp_path / "s.msgpack")), 2)
+    assert int(resumed.step) == 4
+    for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(jax.tree.leaves(straight.params)[0],
+                           jax.tree.leaves(init_state(TRAIN_MC, TRAIN_TC).params)[0])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_weights_round_trip(tmp_path):
+    params = init_params(TINY, jax.random.key(2))
+    meta = save_weights(params, TINY, tmp_path / "w.msgpack", train_steps=3)
+    loaded, cfg, side = load_weights(tmp_path / "w.msgpack")
+    assert cfg == TINY and side["sha256"] == meta["sha256"] and side["train_steps"] == 3
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_and_mismatched_checkpoints_raise(tmp_path):
+    params = init_params(TINY, jax.random.key(2))
+    path = tmp_path / "w.msgpack"
+    save_weights(params, TINY, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_weights(path)
+    # right checksum, wrong architecture in the sidecar
+    save_weights(params, TINY, path)
+    side = json.loads(path.with_suffix(".json").read_text())
+    side["config"]["width"] = 48
+    path.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_weights(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(tmp_path / "nope.msgpack")
+    path.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError, match="sidecar"):
+        load_weights(path)
+
+
+def _golden_input():
+    rng = np.random.default_rng(123)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + (x[:, 2] > 1)
+    return x[:30], y[:30], x[30:]
+
+
+def _golden_probs():
+    x_ctx, y_ctx, x_q = _golden_input()
+    clf = TFMClassifier(n_estimators=2, random_state=0).fit(x_ctx, y_ctx)
+    return clf.predict_proba(x_q)
+
+
+def test_shipped_checkpoint_golden_probabilities():
+    params, cfg, meta = load_weights("default")
+    assert meta["size_bytes"] <= 25e6 and meta["train_steps"] > 0
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["sha256"] == meta["sha256"], (
+        "shipped weights changed: regenerate the golden values (see the module docstring)")
+    np.testing.assert_allclose(_golden_probs(), np.asarray(golden["probs"]), atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- classifier
+def _blobs(n, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 3)) + 2.5 * y[:, None] * np.array([1.0, -1.0, 0.0])
+    return x.astype(np.float32), y
+
+
+def test_classifier_on_numpy():
+    x, y = _blobs(200)
+    labels = np.array(["no", "yes"])[y]
+    clf = TFMClassifier(n_estimators=2).fit(x[:120], labels[:120])
+    proba = clf.predict_proba(x[120:])
+    assert proba.shape == (80, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert list(clf.classes_) == ["no", "yes"]
+    assert (clf.predict(x[120:]) == labels[120:]).mean() > 0.9  # Bayes accuracy ~0.99
+
+
+def test_classifier_on_pandas_matches_codes():
+    x, y = _blobs(120, seed=1)
+    color = np.where(x[:, 2] > 0, "red", "blue")
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "color": color})
+    df.loc[3, "a"] = np.nan
+    clf = TFMClassifier(n_estimators=1).fit(df.iloc[:80], y[:80])
+    p_df = clf.predict_proba(df.iloc[80:])
+    # independent encoding: sorted levels -> codes blue=0, red=1; NaN stays missing
+    codes = np.stack([df.a, df.b, (df.color == "red").astype(float)], 1).astype(np.float32)
+    p_np = TFMClassifier(n_estimators=1).fit(codes[:80], y[:80]).predict_proba(codes[80:])
+    np.testing.assert_allclose(p_df, p_np, atol=1e-6)
+    # unseen level -> treated as missing, still a valid prediction
+    q = df.iloc[80:82].copy()
+    q["color"] = "green"
+    assert np.isfinite(clf.predict_proba(q)).all()
+
+
+def test_context_subsampling_ensemble_and_query_batching():
+    x, y = _blobs(300, seed=2)
+    clf = TFMClassifier(n_estimators=3, max_context=64, query_batch=32, random_state=1)
+    p = clf.fit(x[:200], y[:200]).predict_proba(x[200:])
+    again = TFMClassifier(n_estimators=3, max_context=64, query_batch=100, random_state=1)
+    np.testing.assert_allclose(again.fit(x[:200], y[:200]).predict_proba(x[200:]), p, atol=1e-5)
+    assert (p.argmax(1) == y[200:]).mean() > 0.85
+
+
+def test_limits_raise_clear_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="at most 100 features"):
+        TFMClassifier().fit(rng.normal(size=(20, 101)), np.arange(20) % 2)
+    with pytest.raises(ValueError, match="at most 10 classes"):
+        TFMClassifier().fit(rng.normal(size=(22, 3)), np.arange(22) % 11)
+
+
+if __name__ == "__main__" and "--regenerate-golden" in sys.argv:
+    _, _, meta = load_weights("default")
+    GOLDEN.parent.mkdir(exist_ok=True)
+    GOLDEN.write_text(json.dumps({"sha256": meta["sha256"], "train_steps": meta["train_steps"],
+                                  "probs": _golden_probs().tolist()}, indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
