@@ -299,6 +299,13 @@ def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int =
     return written
 
 
-__all__ = ["sample", "sample_mixture", "mixture_counts", "draw_noise", "propagate", "stream",
+__all__ = ["sample", "as_numpyro", "sample_mixture", "mixture_counts", "draw_noise", "propagate", "stream",
            "write", "to_pandas", "sample_on_devices", "device_mesh", "intervention_arrays",
            "ROOT", "NUMERIC", "CATEGORICAL"]
+
+
+def as_numpyro(scm: SCM, table=None, *, index: int = 0):
+    """The SCM as a numpyro model (see ``causaljax.numpyro_model``)."""
+    from causaljax.numpyro_model import as_numpyro as build
+
+    return build(scm, table, index=index)
