@@ -7,11 +7,11 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from causaljax.eval.report import summary_table  # noqa: E402
+from causaljax.eval.report import summary_table
 
 
 def _curves(t, value: str):

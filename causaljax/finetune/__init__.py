@@ -3,7 +3,14 @@
 from causaljax.finetune import methods
 from causaljax.finetune.generators import GENERATORS, TFM, make_source, register
 from causaljax.finetune.loop import (
-    FinetuneConfig, Result, StepShape, Task, finetune, make_task, step_shape, zero_shot,
+    FinetuneConfig,
+    Result,
+    StepShape,
+    Task,
+    finetune,
+    make_task,
+    step_shape,
+    zero_shot,
 )
 from causaljax.finetune.sources import PoolSource, SCMSource
 

@@ -41,4 +41,4 @@ def make_source(name: str, train, *, key, n_rows: int, tfm: TFM | None = None, *
     return GENERATORS[name](train, key=key, n_rows=n_rows, tfm=tfm, **options)
 
 
-from causaljax.finetune.generators import copula, ctgan, scm, tabebm  # noqa: E402,F401
+from causaljax.finetune.generators import copula, ctgan, scm, tabebm  # noqa: F401
