@@ -9,8 +9,9 @@ the same run, on the same table.
 Tables: a 1000 x 20 table simulated from a random DAG with mixed linear / nonlinear numeric
 mechanisms (some integer-valued) and categorical nodes, and (unless ``--skip-suite``) a table
 of the public suite (``--suite``, default credit_g: 1000 x 21, up to 10 levels).
-DAGs: ``causaljax.discovery.edge_probabilities`` + ``sample_dags`` (timed separately), or, if
-discovery is unavailable, the true DAG with random edges dropped / added.
+DAGs: by default the true DAG with random edges dropped / added (simulated table) or
+``sample_dags`` of a flat edge probability (suite table); with ``--discovery``,
+``causaljax.discovery.edge_probabilities`` + ``sample_dags``, timed separately (slow on 2 cores).
 
 DoWhy's time per DAG is measured on ``--dowhy-k`` DAGs and scaled linearly to k (stated in
 the output). Both sides run sklearn single-threaded (``--threads``): on a small shared CPU,
@@ -98,20 +99,31 @@ def perturbed_dags(adj: np.ndarray, k: int, seed: int) -> np.ndarray:
     return out
 
 
-def get_dags(table: Table, true_adj, k: int, seed: int, n_bootstrap: int) -> tuple[np.ndarray, dict]:
-    try:
+def get_dags(table: Table, true_adj, args) -> tuple[np.ndarray, dict]:
+    """k DAGs from discovery (``--discovery``, timed) or, by default, without it: the true DAG
+    perturbed (simulated table) or ``sample_dags`` of a flat edge probability 2 / d."""
+    k, seed = args.k, args.seed
+    if args.discovery:
         from causaljax.discovery import edge_probabilities, sample_dags
-    except ImportError:
-        if true_adj is None:
-            raise
-        return perturbed_dags(true_adj, k, seed), {"dags": "true DAG perturbed"}
-    t = time.perf_counter()
-    P = edge_probabilities(table, n_bootstrap=n_bootstrap, seed=seed)
-    discovery_s = time.perf_counter() - t
+
+        algorithms = tuple(args.algorithms.split(","))
+        t = time.perf_counter()
+        P = edge_probabilities(table, algorithms=algorithms, n_bootstrap=args.n_bootstrap,
+                               seed=seed)
+        discovery_s = time.perf_counter() - t
+        dags = sample_dags(P, k, key=jax.random.key(seed))
+        return np.asarray(dags.adjacency), {
+            "dags": f"edge_probabilities({args.algorithms}, n_bootstrap={args.n_bootstrap})"
+                    " + sample_dags", "discovery_s": discovery_s}
+    if true_adj is not None:
+        return perturbed_dags(true_adj, k, seed), {"dags": "true DAG, edges dropped/added"}
+    from causaljax.discovery import sample_dags
+
+    d = table.n_cols
+    P = np.full((d, d), 2.0 / d, np.float32)
+    np.fill_diagonal(P, 0.0)
     dags = sample_dags(P, k, key=jax.random.key(seed))
-    return np.asarray(dags.adjacency), {
-        "dags": f"edge_probabilities(n_bootstrap={n_bootstrap}) + sample_dags",
-        "discovery_s": discovery_s}
+    return np.asarray(dags.adjacency), {"dags": "sample_dags(flat P = 2/d)"}
 
 
 # ----------------------------------------------------------------------------- DoWhy
@@ -179,6 +191,9 @@ def main():
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--d", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--discovery", action="store_true",
+                    help="DAGs from causaljax.discovery (timed) instead of random ones")
+    ap.add_argument("--algorithms", default="pc,fci", help="discovery algorithms")
     ap.add_argument("--n-bootstrap", type=int, default=20, help="discovery resamples")
     ap.add_argument("--threads", type=int, default=1, help="sklearn threads, both sides")
     ap.add_argument("--suite", default="credit_g", help="public-suite table")
@@ -190,7 +205,7 @@ def main():
     rows = []
     frame, true_adj = simulated_frame(args.n, args.d, args.seed)
     table = Table.from_pandas(frame, target="t")
-    dags, how = get_dags(table, true_adj, args.k, args.seed, args.n_bootstrap)
+    dags, how = get_dags(table, true_adj, args)
     print(f"[simulated] DAGs: {how['dags']}" + (
         f", discovery {how['discovery_s']:.1f} s" if "discovery_s" in how else ""))
     rows.append({**bench_table("simulated", table, dags, args), **how})
@@ -201,7 +216,7 @@ def main():
         except Exception as err:  # noqa: BLE001  (the suite is optional here)
             print(f"[{args.suite}] skipped: {err}")
         else:
-            dags, how = get_dags(suite_table, None, args.k, args.seed, args.n_bootstrap)
+            dags, how = get_dags(suite_table, None, args)
             print(f"[{args.suite}] DAGs: {how['dags']}" + (
                 f", discovery {how['discovery_s']:.1f} s" if "discovery_s" in how else ""))
             rows.append({**bench_table(args.suite, suite_table, dags, args), **how})

@@ -37,7 +37,7 @@ from causaljax.scm.mechanisms import (
     masked_params,
     node_outputs,
 )
-from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes
+from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes, slots_for
 
 STRATEGIES = ("walk", "parallel")
 
@@ -90,24 +90,85 @@ def _parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
     return jax.lax.fori_loop(0, scm.depth + 1, sweep, jnp.zeros_like(eps_nxd))
 
 
+def _typed_parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tuple):
+    """``_parallel`` specialised to a column layout known at trace time (``levels``: the
+    level count of every column, 0 = numeric, shared by all k SCMs; slots as ``slots_for``).
+    Numeric nodes are one matrix product, each categorical node its own small softmax, and
+    the sweep starts from the roots, so ``depth`` sweeps suffice."""
+    numeric = np.flatnonzero(np.asarray(levels) == 0)
+    categorical = [(int(c), int(L)) for c, L in enumerate(levels) if L > 0]
+    dense_only = not (scm.quad_w.shape[1] or scm.mlp_w1.shape[-1] or scm.tree_feature.shape[1])
+    w_num = scm.lin_w[numeric, :, 0].T  # [S, d_num]
+    b_num = scm.lin_b[numeric, 0]
+    root_num = scm.kind[numeric] == ROOT
+    int_num = scm.is_integer[numeric]
+
+    def encode(x_nxd):
+        parts = [x_nxd[:, j:j + 1] if L == 0
+                 else (x_nxd[:, j:j + 1] == jnp.arange(L)[None, :]).astype(x_nxd.dtype)
+                 for j, L in enumerate(levels)]
+        return jnp.concatenate(parts, axis=1)  # [n, S]
+
+    def sweep(_, x_nxd):
+        z = encode(x_nxd)
+        out = None if dense_only else all_node_outputs(scm, z)  # [n, d, C]
+        out_num = z @ w_num + b_num[None, :] if dense_only else out[:, numeric, 0]
+        value = out_num + eps_nxd[:, numeric]
+        value = jnp.where(int_num[None, :], jnp.round(value), value)
+        x_new = x_nxd.at[:, numeric].set(jnp.where(root_num[None, :], eps_nxd[:, numeric], value))
+        for c, L in categorical:
+            logits = (z @ scm.lin_w[c, :, :L] + scm.lin_b[c, :L][None, :] if dense_only
+                      else out[:, c, :L])
+            code = inverse_cdf(jax.nn.softmax(logits, axis=-1), u_nxd[:, c], L)
+            x_new = x_new.at[:, c].set(jnp.where(scm.kind[c] == ROOT, eps_nxd[:, c], code))
+        return jnp.where(do_mask_d[None], do_value_d[None], x_new)
+
+    start = jnp.where((scm.kind == ROOT)[None, :], eps_nxd, 0.0)
+    start = jnp.where(do_mask_d[None], do_value_d[None], start)
+    return jax.lax.fori_loop(0, scm.depth, sweep, start)
+
+
+def static_levels(scm: SCM) -> tuple | None:
+    """The column layout as a hashable tuple when it can be specialised on at trace time:
+    concrete arrays, one layout shared by all k SCMs, standard slots. Else None."""
+    if _is_traced(scm.n_levels, scm.slot_column, scm.slot_level):
+        return None
+    n_levels = np.asarray(scm.n_levels)
+    if not (n_levels == n_levels[:1]).all():
+        return None
+    columns, slot_levels = slots_for(n_levels[0])
+    if (scm.slot_column.shape[1] != len(columns)
+            or not (np.asarray(scm.slot_column) == columns).all()
+            or not (np.asarray(scm.slot_level) == slot_levels).all()):
+        return None
+    return tuple(int(L) for L in n_levels[0])
+
+
 def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=None,
-              strategy: str = "walk") -> jax.Array:
+              strategy: str = "walk", levels: tuple | None = None) -> jax.Array:
     """Rows f32[k, n, d] from exogenous noise (eps, u) f32[k, n, d]; deterministic and
-    differentiable in eps. ``do_mask`` bool[d] / ``do_value`` f32[d] fix intervened nodes."""
+    differentiable in eps. ``do_mask`` bool[d] / ``do_value`` f32[d] fix intervened nodes.
+    ``levels`` (see ``static_levels``) lets the parallel strategy specialise on the layout."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     d = scm.d
     do_mask = jnp.zeros(d, bool) if do_mask is None else jnp.asarray(do_mask, bool)
     do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
-    one_scm = _walk if strategy == "walk" else _parallel
+    if strategy == "walk":
+        one_scm = _walk
+    elif levels is not None:
+        one_scm = functools.partial(_typed_parallel, levels=tuple(levels))
+    else:
+        one_scm = _parallel
     scm = jax.vmap(masked_params)(scm)
     return jax.vmap(one_scm, in_axes=(0, 0, 0, None, None))(scm, eps, u, do_mask, do_value)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "strategy"))
-def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str):
+@functools.partial(jax.jit, static_argnames=("n", "strategy", "levels"))
+def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None):
     eps, u = draw_noise(scm, key, n)
-    return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy)
+    return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy,
+                     levels=levels)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -183,7 +244,8 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
     if jax.local_device_count() > 1 and not _is_traced(scm, key):
         return sample_on_devices(scm, key, int(n), do_mask=do_mask, do_value=do_value,
                                  strategy=strategy)
-    return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy)
+    levels = static_levels(scm) if strategy == "parallel" else None
+    return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy, levels=levels)
 
 
 def mixture_counts(weights, n: int) -> np.ndarray:

@@ -19,13 +19,24 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("strategy", sampler.STRATEGIES)
+# (strategy, specialise on the static column layout)
+VARIANTS = {"walk": ("walk", False), "parallel": ("parallel", False), "typed": ("parallel", True)}
+
+
+def _propagate(scm, eps, u, variant, jit=False, **kwargs):
+    strategy, typed = VARIANTS[variant]
+    levels = sampler.static_levels(scm) if typed else None  # read from concrete arrays
+    assert not typed or levels is not None
+    fn = lambda s, e, v: sampler.propagate(s, e, v, strategy=strategy, levels=levels, **kwargs)
+    return (jax.jit(fn) if jit else fn)(scm, eps, u)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_matches_numpy_reference_on_same_noise(family, strategy):
+def test_matches_numpy_reference_on_same_noise(family, variant):
     scm = make_scm(seed=1, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), **FAMILIES[family])
     eps, u = sampler.draw_noise(scm, jax.random.key(0), 50)
-    got = np.asarray(jax.jit(sampler.propagate, static_argnames="strategy")(
-        scm, eps, u, strategy=strategy))
+    got = np.asarray(_propagate(scm, eps, u, variant, jit=True))
     want = numpy_propagate(scm, eps, u)
     categorical = np.asarray(scm.n_levels[0]) > 0
     np.testing.assert_array_equal(got[..., categorical], want[..., categorical])
@@ -87,8 +98,8 @@ def test_noise_gradient_follows_ancestry():
     """d x_j / d eps_i is exactly 0 unless i is an ancestor of (or equal to) j."""
     scm = make_scm(seed=8, k=1, n_levels=(0,) * 7, hidden=6, quad=True, edge_prob=0.4)
     eps, u = sampler.draw_noise(scm, jax.random.key(8), 1)
-    for strategy in sampler.STRATEGIES:
-        jac = jax.jacfwd(lambda e: sampler.propagate(scm, e, u, strategy=strategy)[0, 0])(eps)
+    for variant in VARIANTS:
+        jac = jax.jacfwd(lambda e: _propagate(scm, e, u, variant)[0, 0])(eps)
         jac = np.asarray(jac)[:, 0, 0, :]  # [j, i]
         parents = np.asarray(scm.parents[0])
         reach = np.eye(7, dtype=bool)
@@ -161,6 +172,10 @@ def test_intervention_fixes_node_and_cuts_parents():
     eps, u = sampler.draw_noise(scm, key, 300)
     want = numpy_propagate(scm, eps, u, do={target: 2.5})[0]
     np.testing.assert_allclose(rows, want, rtol=1e-4, atol=1e-4)
+    do_mask, do_value = sampler.intervention_arrays(scm, {target: 2.5})
+    for variant in VARIANTS:
+        got = _propagate(scm, eps, u, variant, do_mask=do_mask, do_value=do_value)[0]
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
 
 
 def test_intervention_by_name_and_bad_interventions():

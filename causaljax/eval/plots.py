@@ -32,10 +32,13 @@ def _plot(t, value: str, ylabel: str, path: str, zero_line: bool) -> str:
         line, = ax.plot(vol, med, marker="o", label=method)
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
-            ax.fill_between(vol[ok], lo[ok], hi[ok], alpha=0.2, color=line.get_color())
+            ax.fill_between(vol[ok], lo[ok], hi[ok], alpha=0.1, color=line.get_color())
     if zero_line:
         ax.axhline(0.0, color="gray", lw=0.8, ls="--")
     ax.set_xscale("symlog", linthresh=0.5)
+    ticks = sorted(set(t.volume))
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("synthetic rows per real row (volume)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)

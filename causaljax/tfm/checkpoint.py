@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -78,14 +79,14 @@ def load_weights(checkpoint: str | os.PathLike = "default"):
         cfg = ModelConfig(**meta["config"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"TFM checkpoint {path}: bad model config in {side.name}: {e}") from e
-    template = init_params(cfg, jax.random.key(0))
+    template = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))  # shapes only
     try:
         raw = serialization.msgpack_restore(data)
     except Exception as e:  # noqa: BLE001 - any decoding failure is a corrupt file
         raise CheckpointError(f"TFM checkpoint {path} could not be decoded: {e}") from e
     want = serialization.to_state_dict(template)
     _check_tree(want, raw, path)
-    params = serialization.from_state_dict(template, raw)
+    params = jax.tree.map(jnp.asarray, serialization.from_state_dict(template, raw))
     return params, cfg, meta
 
 
@@ -99,7 +100,7 @@ def _check_tree(want, got, path, prefix=""):
         for k in want:
             _check_tree(want[k], got[k], path, f"{prefix}/{k}")
         return
-    if np.shape(want) != np.shape(got):
+    if tuple(want.shape) != np.shape(got):
         raise CheckpointError(f"TFM checkpoint {path} does not match its config: parameter "
                               f"{prefix} has shape {np.shape(got)}, the model expects "
-                              f"{np.shape(want)}")
+                              f"{tuple(want.shape)}")
