@@ -70,6 +70,7 @@ def truncate_csv(path: str, max_step: int) -> None:
 
 
 def append_csv(path: str, header: list, row: list) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     new = not os.path.exists(path)
     with open(path, "a", newline="") as f:
         w = csv.writer(f)
@@ -155,6 +156,7 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=3072, help="rows per step (batch x rows)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    args.out = os.path.abspath(args.out)
 
     if args.export:
         export(args.export, args.dest)
@@ -232,8 +234,11 @@ def main(argv=None):
         if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:
             log(pending)
             pending = None
-            save_checkpoint(state, args.out, wall_now())
-            plot(args.out)
+            try:
+                save_checkpoint(state, args.out, wall_now())
+                plot(args.out)
+            except OSError as e:  # a full or briefly unavailable disk: retry at the next one
+                print(f"warning: checkpoint at step {int(state.step)} failed: {e}", flush=True)
             last_ckpt = time.perf_counter()
     if pending is not None:
         log(pending)

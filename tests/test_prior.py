@@ -105,3 +105,15 @@ def test_batch_compiles_once():
     sample_batch(jax.random.key(9), CFG, B)
     assert sample_batch._cache_size() == size
     assert jnp.asarray(0).dtype == jnp.int32
+
+
+def test_bench_prior_script_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_prior", Path(__file__).parents[1] / "benchmarks" / "bench_prior.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result = script.main(["--rows", "32", "--features", "3", "--batch", "4", "--repeats", "1"])
+    assert result["datasets_per_s"] > 0 and result["tabpfn_v1_prior_datasets_per_s"] == 522.0

@@ -241,6 +241,30 @@ def test_limits_raise_clear_errors():
         TFMClassifier().fit(rng.normal(size=(22, 3)), np.arange(22) % 11)
 
 
+# ----------------------------------------------------------------------------- script
+@pytest.mark.slow
+def test_pretrain_script_quick_resume_and_export(tmp_path):
+    """experiments/pretrain_tfm.py: a few quick steps, resume to more steps, export weights."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pretrain_tfm", Path(__file__).parents[1] / "experiments" / "pretrain_tfm.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "run"
+    script.main(["--quick", "--steps", "6", "--out", str(out), "--eval-every", "3",
+                 "--minutes", "0.001"])  # the time budget stops it after one step
+    first = sorted(out.glob("ckpt_*.msgpack"))
+    assert len(first) == 1 and json.loads(first[0].with_suffix(".json").read_text())["step"] >= 1
+    script.main(["--resume", "--out", str(out)])  # continues to the planned 6 steps
+    log = pd.read_csv(out / "train_log.csv")
+    assert log.step.tolist() == list(range(1, 7))  # each step logged once, in order
+    assert (out / "loss.png").exists() and len(pd.read_csv(out / "val_log.csv")) >= 2
+    script.main(["--export", str(out), "--dest", str(tmp_path / "w.msgpack")])
+    params, cfg, meta = load_weights(tmp_path / "w.msgpack")
+    assert meta["train_steps"] == 6 and cfg.width == 64
+
+
 if __name__ == "__main__" and "--regenerate-golden" in sys.argv:
     _, _, meta = load_weights("default")
     GOLDEN.parent.mkdir(exist_ok=True)
