@@ -93,15 +93,19 @@ def _parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
 def _typed_parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tuple):
     """``_parallel`` specialised to a column layout known at trace time (``levels``: the
     level count of every column, 0 = numeric, shared by all k SCMs; slots as ``slots_for``).
-    Numeric nodes are one matrix product, each categorical node its own small softmax, and
-    the sweep starts from the roots, so ``depth`` sweeps suffice."""
-    numeric = np.flatnonzero(np.asarray(levels) == 0)
-    categorical = [(int(c), int(L)) for c, L in enumerate(levels) if L > 0]
+    Numeric nodes are one matrix product, each categorical node its own small softmax; the
+    loop body uses only static slices and concatenations (no gather / scatter, which are slow
+    on CPUs), and the sweep starts from the roots, so ``depth`` sweeps suffice."""
+    levels = tuple(int(L) for L in levels)
+    numeric = [j for j, L in enumerate(levels) if L == 0]
+    position = {j: i for i, j in enumerate(numeric)}  # column -> index among numeric columns
     dense_only = not (scm.quad_w.shape[1] or scm.mlp_w1.shape[-1] or scm.tree_feature.shape[1])
-    w_num = scm.lin_w[numeric, :, 0].T  # [S, d_num]
-    b_num = scm.lin_b[numeric, 0]
-    root_num = scm.kind[numeric] == ROOT
-    int_num = scm.is_integer[numeric]
+    num = np.asarray(numeric, np.int32)
+    w_num = scm.lin_w[num, :, 0].T  # [S, d_num]
+    b_num = scm.lin_b[num, 0][None, :]
+    root_num = (scm.kind[num] == ROOT)[None, :]
+    int_num = scm.is_integer[num][None, :]
+    eps_num = eps_nxd[:, num]  # [n, d_num], gathered once
 
     def encode(x_nxd):
         parts = [x_nxd[:, j:j + 1] if L == 0
@@ -112,16 +116,19 @@ def _typed_parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tup
     def sweep(_, x_nxd):
         z = encode(x_nxd)
         out = None if dense_only else all_node_outputs(scm, z)  # [n, d, C]
-        out_num = z @ w_num + b_num[None, :] if dense_only else out[:, numeric, 0]
-        value = out_num + eps_nxd[:, numeric]
-        value = jnp.where(int_num[None, :], jnp.round(value), value)
-        x_new = x_nxd.at[:, numeric].set(jnp.where(root_num[None, :], eps_nxd[:, numeric], value))
-        for c, L in categorical:
-            logits = (z @ scm.lin_w[c, :, :L] + scm.lin_b[c, :L][None, :] if dense_only
-                      else out[:, c, :L])
-            code = inverse_cdf(jax.nn.softmax(logits, axis=-1), u_nxd[:, c], L)
-            x_new = x_new.at[:, c].set(jnp.where(scm.kind[c] == ROOT, eps_nxd[:, c], code))
-        return jnp.where(do_mask_d[None], do_value_d[None], x_new)
+        out_num = z @ w_num + b_num if dense_only else out[:, num, 0]
+        value = out_num + eps_num
+        value = jnp.where(root_num, eps_num, jnp.where(int_num, jnp.round(value), value))
+        columns = []
+        for j, L in enumerate(levels):
+            if L == 0:
+                columns.append(value[:, position[j]:position[j] + 1])
+                continue
+            logits = (z @ scm.lin_w[j, :, :L] + scm.lin_b[j, :L][None, :] if dense_only
+                      else out[:, j, :L])
+            code = inverse_cdf(jax.nn.softmax(logits, axis=-1), u_nxd[:, j], L)
+            columns.append(jnp.where(scm.kind[j] == ROOT, eps_nxd[:, j], code)[:, None])
+        return jnp.where(do_mask_d[None], do_value_d[None], jnp.concatenate(columns, axis=1))
 
     start = jnp.where((scm.kind == ROOT)[None, :], eps_nxd, 0.0)
     start = jnp.where(do_mask_d[None], do_value_d[None], start)
@@ -220,8 +227,21 @@ def _is_traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
+def _plan(scm: SCM, strategy: str) -> tuple[str, tuple | None]:
+    """Resolve ``strategy="auto"``: the layout-specialised parallel sweep for SCMs whose
+    mechanisms are all linear / logistic (fastest measured there), else the topological walk
+    (heavier mechanisms would be evaluated ``depth`` times per node in a sweep)."""
+    if strategy not in STRATEGIES + ("auto",):
+        raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
+    levels = static_levels(scm) if strategy != "walk" else None
+    if strategy == "auto":
+        dense_only = not (scm.quad_w.shape[2] or scm.mlp_w1.shape[-1] or scm.tree_feature.shape[2])
+        strategy = "parallel" if levels is not None and dense_only else "walk"
+    return strategy, (levels if strategy == "parallel" else None)
+
+
 def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table=None,
-           strategy: str = "walk", weights=None) -> jax.Array:
+           strategy: str = "auto", weights=None) -> jax.Array:
     """Draw n rows from each of the k SCMs: f32[k, n, d] in the Table's encoded column order.
 
     ``do={column: value}`` fixes a node and cuts its parents. ``weights`` (k,) instead returns
@@ -234,8 +254,7 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    strategy, levels = _plan(scm, strategy)
     if weights is not None:
         return sample_mixture(scm, key, int(n), weights, do=do, table=table, strategy=strategy)
     do_mask, do_value = intervention_arrays(scm, do, table)
@@ -243,8 +262,7 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
         return jnp.zeros((scm.k, 0, scm.d), jnp.float32)
     if jax.local_device_count() > 1 and not _is_traced(scm, key):
         return sample_on_devices(scm, key, int(n), do_mask=do_mask, do_value=do_value,
-                                 strategy=strategy)
-    levels = static_levels(scm) if strategy == "parallel" else None
+                                 strategy=strategy, levels=levels)
     return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy, levels=levels)
 
 
@@ -281,10 +299,10 @@ def device_mesh(devices=None) -> Mesh:
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str):
+def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels):
     scm_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec()
     rows_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec(None, "dev")
-    fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy)
+    fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy, levels=levels)
 
     def sharded(scm, key, do_mask, do_value):
         rows = fn(scm, key, do_mask, do_value)
@@ -297,7 +315,8 @@ def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str):
 
 
 def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
-                      strategy: str = "walk", mesh: Mesh | None = None) -> jax.Array:
+                      strategy: str = "walk", levels: tuple | None = None,
+                      mesh: Mesh | None = None) -> jax.Array:
     """``sample`` sharded over a device mesh: the k SCMs are split over devices when k is a
     multiple of the device count, else the rows are (n must then be a multiple). The values
     equal the single-device draw for the same key (partitionable threefry)."""
@@ -311,8 +330,8 @@ def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
     elif n % n_dev == 0:
         split = "rows"
     else:  # no even split: draw on one device
-        return _sample(scm, key, do_mask, do_value, n=n, strategy=strategy)
-    return _sharded_sampler(mesh, split, n, strategy)(scm, key, do_mask, do_value)
+        return _sample(scm, key, do_mask, do_value, n=n, strategy=strategy, levels=levels)
+    return _sharded_sampler(mesh, split, n, strategy, levels)(scm, key, do_mask, do_value)
 
 
 # ----------------------------------------------------------------------------- volume

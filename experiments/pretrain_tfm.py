@@ -85,6 +85,8 @@ def plot(out: str) -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    if not os.path.exists(os.path.join(out, "train_log.csv")):
+        return
     tr = pd.read_csv(os.path.join(out, "train_log.csv"))
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(tr.step, tr.loss.rolling(50, min_periods=1).mean(), label="train (50-step mean)")
@@ -217,7 +219,7 @@ def main(argv=None):
 
     if int(state.step) == 0:
         run_eval()
-    while int(state.step) < tc.total_steps and time.perf_counter() - t_start < budget:
+    while int(state.step) < tc.total_steps:  # at least one step per call, then the budget
         step = int(state.step)
         rows = bucket_of(step, tc)
         pc_b = prior_for(rows, pc)
@@ -240,6 +242,8 @@ def main(argv=None):
             except OSError as e:  # a full or briefly unavailable disk: retry at the next one
                 print(f"warning: checkpoint at step {int(state.step)} failed: {e}", flush=True)
             last_ckpt = time.perf_counter()
+        if time.perf_counter() - t_start >= budget:
+            break
     if pending is not None:
         log(pending)
     if int(state.step) % args.eval_every != 0:

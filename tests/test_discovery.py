@@ -186,6 +186,17 @@ def test_half_subsamples_keep_false_positives_near_alpha():
     assert np.mean(half) < np.mean(boot)
 
 
+def test_capped_possible_dsep_matches_causal_learn_when_the_cap_is_not_binding():
+    """Independent answer: causal-learn's own (unlimited) possible-D-SEP step. With a cap of
+    d - 1 nodes nothing is cut, so FCI must give the same P (this data set, seed 3, has edges
+    removed in that step)."""
+    X = linear_gaussian(random_edges(8, 0.35, 3), 8, n=300, seed=3)
+    kw = dict(algorithms=("fci",), n_bootstrap=3, n_jobs=1, seed=3)
+    unlimited = edge_probabilities(make_table(X), max_depth=None, **kw)
+    capped = edge_probabilities(make_table(X), max_depth=7, **kw)
+    np.testing.assert_array_equal(unlimited, capped)
+
+
 # ----- mixed and discrete data ------------------------------------------------------------
 def test_mixed_test_sees_non_monotone_categorical_effects():
     """c (3 levels) -> x with means (-1, 2, -1): zero linear correlation with the level codes,

@@ -12,13 +12,14 @@ SCRIPT = textwrap.dedent("""
     assert jax.local_device_count() == 8, jax.devices()
     from causaljax import sampler
     from scm_factory import make_scm
-    for k, n in ((8, 40), (3, 64)):          # split the SCMs, then the rows
-        scm = make_scm(seed=k, k=k, hidden=4, n_levels=(0, 2, 0, 0))
+    for k, n, hidden in ((8, 40, 4), (3, 64, 4), (8, 16, 0), (3, 24, 0)):  # SCMs, then rows
+        scm = make_scm(seed=k, k=k, hidden=hidden, n_levels=(0, 2, 0, 0))
         key = jax.random.key(7)
         sharded = sampler.sample(scm, key, n)  # several devices -> sharded automatically
         assert len(sharded.sharding.device_set) == 8, sharded.sharding
+        strategy, levels = sampler._plan(scm, "auto")
         single = sampler._sample(scm, key, np.zeros(4, bool), np.zeros(4, np.float32),
-                                 n=n, strategy="walk")
+                                 n=n, strategy=strategy, levels=levels)
         np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), rtol=1e-6, atol=1e-6)
     print("OK")
 """)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import warnings
 
@@ -43,6 +44,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import chi2
 
+from causallearn.search.ConstraintBased import FCI
 from causallearn.search.ConstraintBased.FCI import fci
 from causallearn.search.ConstraintBased.PC import pc
 from causallearn.utils.cit import CIT_Base, NO_SPECIFIED_PARAMETERS_MSG, register_ci_test
@@ -193,9 +195,54 @@ def _run_one(data, n_levels, algorithm: str, test: str, alpha: float, depth: int
             graph = pc(x, alpha, test, stable=True, show_progress=False,
                        max_k=None if depth < 0 else depth, **kwargs).G.graph
         else:
-            graph = fci(x, test, alpha, depth=depth, show_progress=False, **kwargs)[0].graph
+            with _possible_dsep_limited_to(depth):
+                graph = fci(x, test, alpha, depth=depth, show_progress=False, **kwargs)[0].graph
     W[np.ix_(keep, keep)] = direction_weights(graph)
     return W
+
+
+@contextlib.contextmanager
+def _possible_dsep_limited_to(depth: int):
+    """Within the block, FCI's possible-D-SEP step tests separating sets of at most `depth`
+    nodes (-1: causal-learn's own, unlimited step). causal-learn's `depth` only caps the
+    adjacency search; its possible-D-SEP step tries every subset, which is exponential and
+    took minutes on dense bootstrap graphs (pcalg's `m.max` caps both, as here)."""
+    if depth < 0:
+        yield
+        return
+    original = FCI.removeByPossibleDsep
+    FCI.removeByPossibleDsep = lambda graph, test, alpha, sep_sets: _remove_by_possible_dsep(
+        graph, test, alpha, sep_sets, depth)
+    try:
+        yield
+    finally:
+        FCI.removeByPossibleDsep = original
+
+
+def _remove_by_possible_dsep(graph, test, alpha, sep_sets, depth: int):
+    """FCI's second skeleton phase: drop edge a - b if a ⟂ b | S for some S of at most
+    `depth` nodes from Possible-D-SEP(a, b) or Possible-D-SEP(b, a); sets inside adj(a) or
+    adj(b) were already tried by the adjacency search."""
+    index = graph.get_node_map()
+    for edge in graph.get_graph_edges():
+        a, b = edge.get_node1(), edge.get_node2()
+        adjacent = (set(graph.get_adjacent_nodes(a)), set(graph.get_adjacent_nodes(b)))
+        for x, y in ((a, b), (b, a)):
+            if not graph.contains_edge(edge):
+                break
+            candidates = FCI.getPossibleDsep(x, y, graph, -1)
+            for size in range(1, min(depth, len(candidates)) + 1):
+                for subset in itertools.combinations(candidates, size):
+                    if set(subset) <= adjacent[0] or set(subset) <= adjacent[1]:
+                        continue
+                    condition = tuple(index[node] for node in subset)
+                    if test(index[a], index[b], condition) > alpha:
+                        graph.remove_edge(edge)
+                        sep_sets[(index[a], index[b])] = set(condition)  # both orders, as
+                        sep_sets[(index[b], index[a])] = set(condition)  # FAS stores them
+                        break
+                if not graph.contains_edge(edge):
+                    break
 
 
 def _map(fn, tasks, n_jobs):
