@@ -153,7 +153,7 @@ def dowhy_fit_seconds(table: Table, adjacency: np.ndarray, threads: int) -> list
 # ----------------------------------------------------------------------------- run
 def bench_table(label: str, table: Table, dags: np.ndarray, args) -> dict:
     k = dags.shape[0]
-    kwargs = dict(tree_threads=args.threads)
+    kwargs = {"tree_threads": args.threads}
     t = time.perf_counter()
     scm, info = fit(table, dags, key=jax.random.key(args.seed), return_info=True, **kwargs)
     jax.block_until_ready(scm)
@@ -163,10 +163,10 @@ def bench_table(label: str, table: Table, dags: np.ndarray, args) -> dict:
     warm = time.perf_counter() - t
     families, counts = np.unique(info["family"], return_counts=True)
     n_nodes = int((np.asarray(scm.kind) != 0).sum())
-    row = dict(table=label, n=table.n_rows, d=table.n_cols, k=k, non_root_nodes=n_nodes,
-               unique_tasks=len(info["node"]), families=dict(zip(families.tolist(), counts.tolist())),
-               causaljax_cold_s=cold, causaljax_warm_s=warm,
-               trees_per_node=int(scm.tree_feature.shape[2]), tree_nodes=int(scm.tree_feature.shape[3]))
+    row = {"table": label, "n": table.n_rows, "d": table.n_cols, "k": k, "non_root_nodes": n_nodes,
+               "unique_tasks": len(info["node"]), "families": dict(zip(families.tolist(), counts.tolist())),
+               "causaljax_cold_s": cold, "causaljax_warm_s": warm,
+               "trees_per_node": int(scm.tree_feature.shape[2]), "tree_nodes": int(scm.tree_feature.shape[3])}
     print(f"[{label}] n={table.n_rows} d={table.n_cols} k={k}: {n_nodes} non-root nodes -> "
           f"{len(info['node'])} unique (node, parent set) tasks; chosen {row['families']}")
     print(f"[{label}] causaljax fit: cold {cold:.2f} s (incl. compile), warm {warm:.2f} s")
@@ -223,9 +223,9 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = dict(machine=platform.processor() or platform.machine(), jax=jax.__version__,
-                devices=[str(x) for x in jax.devices()], args=vars(args))
-    (out / "bench_fit.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+    meta = {"machine": platform.processor() or platform.machine(), "jax": jax.__version__,
+                "devices": [str(x) for x in jax.devices()], "args": vars(args)}
+    (out / "bench_fit.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out / 'bench_fit.json'}")
 
 

@@ -27,7 +27,7 @@ FAST = dict(n_bootstrap=6, n_jobs=1)
 def make_table(values, categorical=()) -> Table:
     """A Table straight from a matrix (any column may be the numeric 'target' here)."""
     values = np.asarray(values, np.float32)
-    n, d = values.shape
+    d = values.shape[1]
     columns = []
     for j in range(d):
         if j in categorical:

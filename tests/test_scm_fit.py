@@ -39,7 +39,7 @@ def mixed_frame(n, seed):
     c = np.array(["p", "q", "r"])[(a > -0.5).astype(int) + (a + rng.normal(size=n) > 0.8)]
     y = 1.5 * a - b + np.where(c == "q", 2.0, 0.0) + 0.3 * rng.normal(size=n)
     t = (y + rng.normal(size=n) > 0).astype(int)
-    return pd.DataFrame(dict(a=a, b=b, c=c, y=y, t=t))
+    return pd.DataFrame({"a": a, "b": b, "c": c, "y": y, "t": t})
 
 
 # ----------------------------------------------------------------------------- linear
@@ -78,7 +78,7 @@ def test_logistic_fit_matches_sklearn():
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     c = np.array(["u", "v", "w"])[(rng.random(n)[:, None] > p.cumsum(1)).sum(1)]
     t = rng.integers(0, 2, n)
-    table = Table.from_pandas(pd.DataFrame(dict(a=a, b=b, c=c, t=t)), target="t")
+    table = Table.from_pandas(pd.DataFrame({"a": a, "b": b, "c": c, "t": t}), target="t")
     scm = fit(table, adjacency(4, [(0, 0, 2), (0, 1, 2)]), key=KEY, families=("linear",))
     got = np.asarray(categorical_probs(outputs(scm, 0, 2, table.values), 3))[:, :3]
     ref = LogisticRegression(C=1e4, max_iter=2000).fit(table.values[:, :2], table.values[:, 2])
@@ -91,7 +91,7 @@ def test_categorical_logits_only_on_valid_levels():
     a = rng.normal(size=n)
     big = np.array(list("ABCDE"))[rng.integers(0, 5, n)]  # 5 levels: C = 5 channels
     small = np.where(a + rng.normal(size=n) > 0, "yes", "no")  # 2 levels
-    table = Table.from_pandas(pd.DataFrame(dict(a=a, big=big, small=small)), target="small")
+    table = Table.from_pandas(pd.DataFrame({"a": a, "big": big, "small": small}), target="small")
     scm, info = fit(table, adjacency(3, [(0, 0, 2), (0, 1, 2)]), key=KEY,
                     families=("linear", "mlp", "trees"), mlp_steps=50, tree_max_iter=10,
                     return_info=True)
@@ -110,10 +110,10 @@ def test_categorical_logits_only_on_valid_levels():
 def step_frame(n, seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, n)
-    return pd.DataFrame(dict(x=x, lin=2 * x + 0.3 * rng.normal(size=n),
-                             step=3.0 * (x > 0.3) + 0.1 * rng.normal(size=n),
-                             wave=np.sin(2 * x) + 0.1 * rng.normal(size=n),
-                             t=(x + rng.normal(size=n) > 0).astype(int)))
+    return pd.DataFrame({"x": x, "lin": 2 * x + 0.3 * rng.normal(size=n),
+                             "step": 3.0 * (x > 0.3) + 0.1 * rng.normal(size=n),
+                             "wave": np.sin(2 * x) + 0.1 * rng.normal(size=n),
+                             "t": (x + rng.normal(size=n) > 0).astype(int)})
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def selection_fit():
 
 
 def test_family_selection_follows_the_data(selection_fit):
-    table, _, _, info = selection_fit
+    _table, _, _, info = selection_fit
     chosen = dict(zip(info["node"].tolist(), info["family"].tolist()))
     assert chosen[1] == "linear" or info["loss"]["linear"][0] <= 1.02 * min(
         info["loss"][f][0] for f in info["loss"])
@@ -201,7 +201,7 @@ def test_samples_reproduce_linear_gaussian_data():
     e = np.round(2 + c + rng.normal(size=n)).astype(int)  # integer-valued
     g = np.array(["lo", "mid", "hi"])[(b > -0.5).astype(int) + (b > 0.7)]
     t = (c + rng.normal(size=n) > 0).astype(int)
-    df = pd.DataFrame(dict(a=a, b=b, c=c, e=e, g=g, t=t))
+    df = pd.DataFrame({"a": a, "b": b, "c": c, "e": e, "g": g, "t": t})
     table = Table.from_pandas(df, target="t")
     dags = adjacency(6, [(0, 0, 1), (0, 0, 2), (0, 1, 2), (0, 2, 3), (0, 1, 4), (0, 2, 5)])
     scm = fit(table, dags, key=KEY, families=("linear",))
@@ -216,3 +216,11 @@ def test_samples_reproduce_linear_gaussian_data():
         assert set(np.unique(rows[:, j])) <= set(range(int(table.n_levels[j])))
     freq = np.bincount(rows[:, 4].astype(int), minlength=3) / n
     np.testing.assert_allclose(freq, np.bincount(x[:, 4].astype(int), minlength=3) / n, atol=0.05)
+
+
+def test_empty_dag_gives_all_roots():
+    table = Table.from_pandas(step_frame(50, 9), target="t")
+    scm = fit(table, np.zeros((2, 5, 5), bool), key=KEY)
+    assert np.all(np.asarray(scm.kind) == ROOT) and scm.tree_feature.shape[2] == 0
+    np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[1]), axis=0),
+                                  np.sort(table.values, axis=0))

@@ -47,7 +47,14 @@ import optax
 from causaljax.scm.mechanisms import encode_slots, tree_outputs
 from causaljax.scm.trees import hgb_classifier_arrays, hgb_regressor_arrays, stack_trees
 from causaljax.scm.types import (
-    CATEGORICAL, NUMERIC, ROOT, SCM, as_jax, empty_families, slots_for, topological_depth,
+    CATEGORICAL,
+    NUMERIC,
+    ROOT,
+    SCM,
+    as_jax,
+    empty_families,
+    slots_for,
+    topological_depth,
     validate,
 )
 
@@ -62,7 +69,7 @@ def _check_table(table, min_rows: int):
     values = np.asarray(table.values, np.float32)
     if values.ndim != 2:
         raise ValueError(f"table.values must be 2-D [n, d], got shape {values.shape}")
-    n, d = values.shape
+    n = values.shape[0]
     if n < min_rows:
         raise ValueError(f"need at least {min_rows} rows to fit an SCM, the table has {n}")
     if not np.isfinite(values).all():
@@ -129,10 +136,10 @@ def _unique_tasks(parents, kind, n_levels, slot_column) -> tuple[_Tasks, np.ndar
     return tasks, task_of
 
 
-def _padded(ids: np.ndarray, size: int = 0) -> np.ndarray:
-    """Pad a task-id list (repeating the first) to a power of two, at least ``size``: the
-    batched fitters then compile for few shapes (the final refit reuses the selection's)."""
-    size = 1 << max(0, math.ceil(math.log2(max(len(ids), size, 1))))
+def _padded(ids: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Pad a task-id list (repeating the first) to a multiple of 8, so the batched fitters
+    compile for few shapes (small problems: one shape for the selection and the refit)."""
+    size = multiple * max(1, math.ceil(len(ids) / multiple))
     return np.concatenate([ids, np.full(size - len(ids), ids[0], ids.dtype)])
 
 
@@ -223,13 +230,13 @@ def _train(key, zs_nxs, target_nxu, weight_n, slots_uxp, slot_valid_uxp, valid_u
 
     def init(key_u, slot_valid_p):
         if hidden == 0:
-            return dict(w1=jnp.zeros((P, n_channels)), b=jnp.zeros(n_channels))
+            return {"w1": jnp.zeros((P, n_channels)), "b": jnp.zeros(n_channels)}
         k1, k2 = jax.random.split(key_u)
         fan_in = jnp.maximum(slot_valid_p.sum(), 1.0)
-        return dict(w1=jax.random.normal(k1, (P, hidden)) * jnp.sqrt(2.0 / fan_in),
-                    b1=jnp.zeros(hidden),
-                    w2=jax.random.normal(k2, (hidden, n_channels)) / jnp.sqrt(hidden),
-                    b=jnp.zeros(n_channels))
+        return {"w1": jax.random.normal(k1, (P, hidden)) * jnp.sqrt(2.0 / fan_in),
+                    "b1": jnp.zeros(hidden),
+                    "w2": jax.random.normal(k2, (hidden, n_channels)) / jnp.sqrt(hidden),
+                    "b": jnp.zeros(n_channels)}
 
     def one(key_u, target_n, slots_p, slot_valid_p, valid_c):
         x_nxp = zs_nxs[:, slots_p] * slot_valid_p[None, :]  # padding slots read 0
@@ -289,10 +296,6 @@ class _Problem:
     def targets(self, ids, rows=slice(None)):
         return self.values[rows][:, self.tasks.node[ids]]  # [n_rows, U]
 
-    def kind_count(self, categorical: bool) -> int:
-        """Number of categorical (or numeric) tasks: the padded batch size of the fitters."""
-        return int((self.tasks.categorical == categorical).sum())
-
     def valid(self, ids):
         """bool[U, C]: the channels that are levels of each task's node."""
         C = self.n_channels
@@ -301,18 +304,18 @@ class _Problem:
 
 def _empty_params(p: _Problem, U: int) -> dict:
     S, C, H = p.z.shape[1], p.n_channels, p.hidden
-    return dict(lin_w=np.zeros((U, S, C), np.float32), lin_b=np.zeros((U, C), np.float32),
-                mlp_w1=np.zeros((U, S, H), np.float32), mlp_b1=np.zeros((U, H), np.float32),
-                mlp_w2=np.zeros((U, H, C), np.float32), trees=[None] * U)
+    return {"lin_w": np.zeros((U, S, C), np.float32), "lin_b": np.zeros((U, C), np.float32),
+                "mlp_w1": np.zeros((U, S, H), np.float32), "mlp_b1": np.zeros((U, H), np.float32),
+                "mlp_w2": np.zeros((U, H, C), np.float32), "trees": [None] * U}
 
 
 def _train_tasks(p: _Problem, ids, weight_n, key, categorical: bool, hidden: int):
-    """Run ``_train`` on the tasks ``ids`` (padded to a power of two) with standardized inputs
+    """Run ``_train`` on the tasks ``ids`` (padded to a multiple of 8) with standardized inputs
     (and standardized numeric targets). Returns (params, mu, sd, y_mean, y_sd, valid), all
     with the padded task axis."""
     mu, sd = _scale(p.z, weight_n)
     zs = (p.z - mu) / sd
-    padded = _padded(ids, p.kind_count(categorical))
+    padded = _padded(ids)
     target = p.targets(padded)
     if categorical:
         y_mean, y_sd = np.zeros(len(padded), np.float32), np.ones(len(padded), np.float32)
@@ -338,7 +341,7 @@ def _fit_linear(p: _Problem, ids, weight_n, key, categorical: bool):
         b_s = params["b"][:U] * valid[:U]
     else:
         mu, sd = _scale(p.z, weight_n)
-        padded = _padded(ids, p.kind_count(False))
+        padded = _padded(ids)
         w, y_mean = _ridge_solve((p.z - mu) / sd, p.targets(padded), weight_n,
                                  p.tasks.mask[padded], p.opts["ridge"])
         w_s = np.zeros((U, p.z.shape[1], C), np.float32)
@@ -394,8 +397,8 @@ def _fit_tree_task(p: _Problem, t: int, rows, categorical: bool, seed: int):
     None when a classifier sees a single level."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    kwargs = dict(max_iter=p.opts["tree_max_iter"], max_leaf_nodes=p.opts["tree_max_leaf_nodes"],
-                  early_stopping=False, random_state=seed)
+    kwargs = {"max_iter": p.opts["tree_max_iter"], "max_leaf_nodes": p.opts["tree_max_leaf_nodes"],
+                  "early_stopping": p.opts["tree_early_stopping"], "random_state": seed}
     slots = np.flatnonzero(p.tasks.mask[t])  # model feature f reads SCM slot slots[f]
     x = p.z[np.ix_(rows, slots)]
     y = p.values[rows, p.tasks.node[t]]
@@ -463,7 +466,8 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
         max_noise_rows: int = 2048, ridge: float = 1e-4, logistic_steps: int = 50,
         logistic_l2: float = 1e-4, mlp_hidden: int = 16, mlp_steps: int = 300,
         mlp_lr: float = 1e-2, mlp_l2: float = 1e-4, tree_max_iter: int = 100,
-        tree_max_leaf_nodes: int = 31, tree_threads: int = 1, min_rows: int = MIN_ROWS,
+        tree_max_leaf_nodes: int = 31, tree_early_stopping: bool = True,
+        tree_threads: int = 1, min_rows: int = MIN_ROWS,
         return_info: bool = False):
     """Fit one SCM per DAG to ``table`` and stack them: an ``SCM`` with leading axis k.
 
@@ -510,9 +514,10 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
                                 jnp.asarray(slot_level)))  # [n, S]
     tasks, task_of = _unique_tasks(parents, kind, n_levels, slot_column)
     U = len(tasks.node)
-    opts = dict(ridge=ridge, logistic_steps=logistic_steps, logistic_l2=logistic_l2,
-                mlp_steps=mlp_steps, mlp_lr=mlp_lr, mlp_l2=mlp_l2, tree_max_iter=tree_max_iter,
-                tree_max_leaf_nodes=tree_max_leaf_nodes, tree_threads=tree_threads)
+    opts = {"ridge": ridge, "logistic_steps": logistic_steps, "logistic_l2": logistic_l2,
+                "mlp_steps": mlp_steps, "mlp_lr": mlp_lr, "mlp_l2": mlp_l2, "tree_max_iter": tree_max_iter,
+                "tree_max_leaf_nodes": tree_max_leaf_nodes, "tree_early_stopping": tree_early_stopping,
+                "tree_threads": tree_threads}
     p = _Problem(z, values, n_levels, tasks, C, H, opts)
 
     # 1. choose a family per task by the loss on held-out rows
@@ -523,7 +528,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     losses, selection_fits = {}, {}
     if U and len(families) > 1 and holdout > 0:
         perm = np.asarray(jax.random.permutation(key_split, n))
-        hold_rows = np.sort(perm[: max(1, int(round(holdout * n)))])
+        hold_rows = np.sort(perm[: max(1, round(holdout * n))])
         train_weight = all_rows.copy()
         train_weight[hold_rows] = 0.0
         for f, family in enumerate(families):
@@ -588,7 +593,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     validate(scm)
     scm = as_jax(scm)
     if return_info:
-        info = dict(node=tasks.node, family=np.asarray(families)[choice], loss=losses,
-                    task_of=task_of)
+        info = {"node": tasks.node, "family": np.asarray(families)[choice], "loss": losses,
+                    "task_of": task_of}
         return scm, info
     return scm
