@@ -177,7 +177,7 @@ def test_half_subsamples_keep_false_positives_near_alpha():
     for s in range(12):
         X = linear_gaussian([(0, 1), (1, 2)], 3, n=500, seed=100 + s)
         kw = dict(algorithms=("pc",), n_bootstrap=10, n_jobs=1, seed=s)
-        P = edge_probabilities(make_table(X), **kw)
+        P = edge_probabilities(make_table(X), subsample=None, **kw)  # bootstrap
         boot.append(P[0, 2] + P[2, 0])
         P = edge_probabilities(make_table(X), subsample=0.5, **kw)
         half.append(P[0, 2] + P[2, 0])

@@ -71,8 +71,11 @@ _DIRECTION_WEIGHT = {
 
 def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
                        alpha: float = 0.05, seed: int = 0, max_depth: int | None = 3,
-                       n_jobs: int | None = None, subsample: float | None = None) -> np.ndarray:
+                       n_jobs: int | None = None, subsample: float | None = 0.5) -> np.ndarray:
     """P f32[d, d] over all columns of `table` (target included); see the module docstring.
+
+    Default resampling: half-subsamples (subsample=0.5), which keep the CI tests' false-alarm
+    rate nominal; pass subsample=None for the classical bootstrap (see below).
 
     Resamples: n rows drawn with replacement (the bootstrap), or, with `subsample` = f in
     (0, 1), round(f·n) rows drawn without replacement. Bootstrap duplicates make CI tests
