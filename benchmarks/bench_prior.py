@@ -20,7 +20,7 @@ import jax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.prior import PriorConfig, throughput  # noqa: E402
+from causaljax.prior import PriorConfig, throughput
 
 TABPFN_V1_DATASETS_PER_S = 522.0  # 1024 rows x 20 features, one CPU thread (anchors.md)
 

@@ -102,8 +102,9 @@ def _noise_pool(z_mxd, u_mxd, kind_d, scale_d):
 
 def _one_scm(key, D: int, H: int, m: int) -> dict:
     """Fields of one random SCM (no k axis); nodes are in topological order 0..D-1."""
-    u = _Draws(key, dict(scalars=(4,), edges=(D, D), w_lin=(D, D), w1=(D, D, H), b1=(D, H),
-                         w2=(D, H), node=(3, D), pool_z=(m, D), pool_u=(m, D)))
+    u = _Draws(key, {"scalars": (4,), "edges": (D, D), "w_lin": (D, D), "w1": (D, D, H),
+                     "b1": (D, H), "w2": (D, H), "node": (3, D), "pool_z": (m, D),
+                     "pool_u": (m, D)})
     density, nonlin, sigma0, p_int = u["scalars"]
     density = _log_between(density, 0.03, 0.5)
     upper = jnp.arange(D)[:, None] < jnp.arange(D)[None, :]
@@ -128,7 +129,8 @@ def _one_scm(key, D: int, H: int, m: int) -> dict:
         return lvl.at[j].set(jnp.max(jnp.where(parents[:, j], lvl + 1, 0)))
 
     level = jax.lax.fori_loop(0, D, relax, jnp.zeros(D, jnp.int32))
-    return dict(parents=parents, order=jnp.arange(D, dtype=jnp.int32), depth=level.max(),
+    return dict(  # noqa: C408 - keyword names are the SCM fields
+                parents=parents, order=jnp.arange(D, dtype=jnp.int32), depth=level.max(),
                 kind=jnp.where(is_root, ROOT, NUMERIC).astype(jnp.int32),
                 n_levels=jnp.zeros(D, jnp.int32), is_integer=is_integer, noise=noise,
                 slot_column=jnp.arange(D, dtype=jnp.int32),
@@ -169,9 +171,9 @@ def _discretize_by_rank(values_N, valid_N, cum_props):
 def _one_dataset(key, rows_NxD, cfg: PriorConfig):
     N, D = rows_NxD.shape
     F, Fp, C = cfg.max_features, cfg.max_prior_features, cfg.max_classes
-    u = _Draws(key, dict(s=(12,), target=(D,), order=(D,), props=(C,), labels=(C,),
-                         is_cat=(Fp,), n_lev=(Fp,), thr=(Fp, C - 1), codes=(Fp, C),
-                         slots=(F,), miss=(N, Fp)))
+    u = _Draws(key, {"s": (12,), "target": (D,), "order": (D,), "props": (C,), "labels": (C,),
+                     "is_cat": (Fp,), "n_lev": (Fp,), "thr": (Fp, C - 1), "codes": (Fp, C),
+                     "slots": (F,), "miss": (N, Fp)})
     s = u["s"]
     rows_NxD = jnp.nan_to_num(jnp.clip(rows_NxD, -1e4, 1e4))
     # real rows and the context / query split

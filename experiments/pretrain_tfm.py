@@ -30,12 +30,19 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.prior import PriorConfig  # noqa: E402
-from causaljax.tfm import checkpoint as ckpt_lib  # noqa: E402
-from causaljax.tfm.model import ModelConfig, n_params  # noqa: E402
-from causaljax.tfm.pretrain import (  # noqa: E402
-    TrainConfig, bucket_of, init_state, load_state, prior_for, save_state, train_step,
-    validation_batches, validation_loss,
+from causaljax.prior import PriorConfig
+from causaljax.tfm import checkpoint as ckpt_lib
+from causaljax.tfm.model import ModelConfig, n_params
+from causaljax.tfm.pretrain import (
+    TrainConfig,
+    bucket_of,
+    init_state,
+    load_state,
+    prior_for,
+    save_state,
+    train_step,
+    validation_batches,
+    validation_loss,
 )
 
 
@@ -43,7 +50,7 @@ def configs(args):
     if args.quick:
         mc = ModelConfig(width=64, depth=2, heads=2)
         tc = TrainConfig(total_steps=args.steps or 150, lr=2e-3, warmup=20, tokens_per_step=1024,
-                         row_buckets=(64, 128), seed=args.seed)
+                         row_buckets=(64,), seed=args.seed)
         pc = PriorConfig(n_nodes=16, max_prior_features=12, pool=256)
     else:
         mc = ModelConfig(width=args.width, depth=args.depth, heads=args.heads)

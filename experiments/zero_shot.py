@@ -30,9 +30,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.data import load, low_data_splits, suite  # noqa: E402
-from causaljax.tfm import MAX_CLASSES, MAX_FEATURES  # noqa: E402
-from causaljax.tfm.classifier import TFMClassifier  # noqa: E402
+from causaljax.data import load, low_data_splits, suite
+from causaljax.tfm import MAX_CLASSES, MAX_FEATURES
+from causaljax.tfm.classifier import TFMClassifier
 
 
 def baselines(is_cat: np.ndarray, seed: int) -> dict:

@@ -287,7 +287,7 @@ def test_too_few_rows_and_nan_raise():
 @pytest.mark.parametrize("kwargs", [
     dict(algorithms=("ges",)), dict(algorithms=()), dict(algorithms="pc"),
     dict(n_bootstrap=0), dict(alpha=0.0), dict(alpha=1.5), dict(max_depth=-1),
-    dict(n_jobs=0), dict(subsample=1.0), dict(subsample=0.1),
+    dict(n_jobs=0), dict(subsample=1.0),
 ])
 def test_bad_arguments_raise(kwargs):
     X = linear_gaussian([(0, 1)], 2, n=100)

@@ -22,7 +22,13 @@ from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
 from causaljax.tfm.classifier import TFMClassifier
 from causaljax.tfm.model import ModelConfig, build, init_params
 from causaljax.tfm.pretrain import (
-    TrainConfig, init_state, load_state, prior_for, save_state, train_step, validation_batches,
+    TrainConfig,
+    init_state,
+    load_state,
+    prior_for,
+    save_state,
+    train_step,
+    validation_batches,
     validation_loss,
 )
 
@@ -180,7 +186,7 @@ def _golden_probs():
 
 
 def test_shipped_checkpoint_golden_probabilities():
-    params, cfg, meta = load_weights("default")
+    _, _, meta = load_weights("default")
     assert meta["size_bytes"] <= 25e6 and meta["train_steps"] > 0
     golden = json.loads(GOLDEN.read_text())
     assert golden["sha256"] == meta["sha256"], (
@@ -261,7 +267,7 @@ def test_pretrain_script_quick_resume_and_export(tmp_path):
     assert log.step.tolist() == list(range(1, 7))  # each step logged once, in order
     assert (out / "loss.png").exists() and len(pd.read_csv(out / "val_log.csv")) >= 2
     script.main(["--export", str(out), "--dest", str(tmp_path / "w.msgpack")])
-    params, cfg, meta = load_weights(tmp_path / "w.msgpack")
+    _, cfg, meta = load_weights(tmp_path / "w.msgpack")
     assert meta["train_steps"] == 6 and cfg.width == 64
 
 

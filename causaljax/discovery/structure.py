@@ -75,7 +75,8 @@ def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
     """P f32[d, d] over all columns of `table` (target included); see the module docstring.
 
     Default resampling: half-subsamples (subsample=0.5), which keep the CI tests' false-alarm
-    rate nominal; pass subsample=None for the classical bootstrap (see below).
+    rate nominal; pass subsample=None for the classical bootstrap (see below). A subsample
+    keeps at least MIN_ROWS rows (all rows of a table that small).
 
     Resamples: n rows drawn with replacement (the bootstrap), or, with `subsample` = f in
     (0, 1), round(f·n) rows drawn without replacement. Bootstrap duplicates make CI tests
@@ -269,7 +270,7 @@ def _map(fn, tasks, n_jobs):
 def _resample_rows(rng, n: int, n_bootstrap: int, subsample: float | None) -> np.ndarray:
     if subsample is None:
         return rng.integers(0, n, size=(n_bootstrap, n))
-    m = round(subsample * n)
+    m = min(n, max(MIN_ROWS, round(subsample * n)))  # small tables keep at least MIN_ROWS
     return np.stack([rng.choice(n, size=m, replace=False) for _ in range(n_bootstrap)])
 
 
@@ -296,8 +297,6 @@ def _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth
     if subsample is not None:
         if not 0.0 < subsample < 1.0:
             raise ValueError(f"subsample must be None or lie in (0, 1), got {subsample!r}")
-        if round(subsample * n) < MIN_ROWS:
-            raise ValueError(f"subsample keeps {round(subsample * n)} rows; need {MIN_ROWS}")
 
 
 # ---------------------------------------------------------------------------------------

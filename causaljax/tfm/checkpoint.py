@@ -82,7 +82,7 @@ def load_weights(checkpoint: str | os.PathLike = "default"):
     template = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))  # shapes only
     try:
         raw = serialization.msgpack_restore(data)
-    except Exception as e:  # noqa: BLE001 - any decoding failure is a corrupt file
+    except Exception as e:
         raise CheckpointError(f"TFM checkpoint {path} could not be decoded: {e}") from e
     want = serialization.to_state_dict(template)
     _check_tree(want, raw, path)
