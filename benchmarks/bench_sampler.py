@@ -113,7 +113,7 @@ def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int):
 def bench_dowhy(args, results):
     from dowhy import gcm
 
-    for family in ("linear", "trees"):
+    for family in args.dowhy_families.split(","):
         df = simulate(2000, 20, seed=1, nonlinear=family == "trees")
         model, ours = fit_dowhy(df, family, args.auto_assign, seed=0)
         for n in args.dowhy_rows:
@@ -208,6 +208,7 @@ def main(argv=None):
     p.add_argument("--parts", default="dowhy,datasets,grid")
     p.add_argument("--auto-assign", action="store_true",
                    help="let DoWhy's GOOD auto-assignment choose the mechanisms")
+    p.add_argument("--dowhy-families", default="linear,trees")
     p.add_argument("--out", default="results/bench_sampler")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
     args = p.parse_args(argv)
