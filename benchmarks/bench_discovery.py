@@ -72,7 +72,7 @@ def main(argv=None):
     p.add_argument("--bootstrap", type=int, default=20)
     p.add_argument("--max-depth", type=int, default=3)
     p.add_argument("--n-jobs", type=int, default=None)
-    p.add_argument("--subsample", type=float, default=None)
+    p.add_argument("--subsample", type=float, default=0.5, help="0 = bootstrap")
     p.add_argument("--out", default="results/bench_discovery")
     args = p.parse_args(argv)
 
