@@ -209,6 +209,8 @@ def main(argv=None):
     p.add_argument("--auto-assign", action="store_true",
                    help="let DoWhy's GOOD auto-assignment choose the mechanisms")
     p.add_argument("--dowhy-families", default="linear,trees")
+    p.add_argument("--dowhy-rows", dest="dowhy_rows_arg", default=None,
+                   help="comma-separated row counts for the DoWhy comparison")
     p.add_argument("--out", default="results/bench_sampler")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
     args = p.parse_args(argv)
@@ -222,6 +224,8 @@ def main(argv=None):
     else:
         args.dowhy_rows, args.n = [100_000, 1_000_000], [1000, 10_000, 100_000, 1_000_000]
         args.d, args.k, args.families, args.max_cells = [20], [1, 64], list(FAMILY_KW), 1e8
+    if args.dowhy_rows_arg:
+        args.dowhy_rows = [int(float(v)) for v in args.dowhy_rows_arg.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
