@@ -18,7 +18,8 @@ indicator ``x == slot_level[s]`` otherwise (categorical parents are one-hot enco
 DoWhy). Slots of columns that are not parents of node j are masked to zero for node j.
 
 Mechanism output (C channels) is the SUM of the families present; a node that does not use a
-family has zero parameters for it:
+family has zero parameters for it (``lin_b`` is the one output bias of every node, so an MLP
+node's output bias or a boosted model's baseline lives there, with ``lin_w`` zero):
 
     out_j(z) = z @ lin_w[j] + lin_b[j]                                   (linear / logistic)
              + einsum('a,b,abc->c', z_Q, z_Q, quad_w[j])                   (degree-2 polynomial)
