@@ -9,7 +9,11 @@ The draw has two stages, both pure:
    ``"walk"`` visits the nodes in topological order (``lax.fori_loop`` over d, one node per
    step); ``"parallel"`` updates every node at once ``depth + 1`` times (the longest path).
 
-``sample`` composes both, is compiled once per (shapes, n, strategy, do-columns), vmapped over
+A third variant, used by ``strategy="auto"`` (the default of ``sample``) for linear/logistic
+SCMs, is the sweep specialised on the column layout (``_typed_parallel``: no gather or scatter
+inside the loop); heavier mechanisms take the walk.
+
+``sample`` composes both stages, is compiled once per (shapes, n, strategy), vmapped over
 the k SCMs, callable inside another ``jax.jit``, and shards over all local devices when there
 are several (``sample_on_devices``). ``stream`` / ``write`` produce huge volumes in chunks.
 

@@ -1,7 +1,6 @@
 """The compiled sampler against a NumPy reference, goodness-of-fit tests and structure tests."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
