@@ -5,13 +5,19 @@ Commands:
     nohup python experiments/pretrain_tfm.py --out runs/pretrain --minutes 100 --steps 6000 &
     python experiments/pretrain_tfm.py --resume --out runs/pretrain --minutes 30   # continue
     python experiments/pretrain_tfm.py --export runs/pretrain   # -> causaljax/tfm/weights/default.*
+    # warm start: a new schedule (fresh optimizer) from the shipped weights
+    python experiments/pretrain_tfm.py --init-from default --out runs/pretrain2 --seed 1 \
+        --lr 5e-4 --steps 5000 --minutes 110
 
 Output in --out: run.json (configs; a resumed run reuses it), ckpt_<step>.msgpack (+ .json:
 step, wall time) every --ckpt-minutes, train_log.csv, val_log.csv (held-out prior loss),
 loss.png. The learning-rate schedule (warmup + cosine) runs over --steps; --minutes stops
 earlier if the budget runs out. Float32 on CPU, bfloat16 compute on GPU.
 Resume continues from the latest checkpoint with the same step count and data (each step's
-prior batch is drawn from fold_in(key, step)).
+prior batch is drawn from fold_in(key, step)). --init-from starts a new run (step 0, new
+schedule, fresh AdamW moments) from the parameters of a weights file ("default" = the shipped
+ones); the exported sidecar then counts the earlier steps and wall time too. Use a new --seed so
+the warm-started run draws prior batches the first run did not see.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from causaljax.tfm.pretrain import (
     bucket_of,
     init_state,
     load_state,
+    optimizer,
     prior_for,
     save_state,
     train_step,
@@ -140,10 +147,13 @@ def export(run_dir: str, dest: str) -> None:
     state = load_state(init_state(mc, tc), path)
     with open(path.replace(".msgpack", ".json")) as f:
         info = json.load(f)
+    with open(os.path.join(run_dir, "run.json")) as f:
+        before = json.load(f).get("init_from", {"train_steps": 0, "wall_time_s": 0.0})
     meta = ckpt_lib.save_weights(
-        state.params, mc, dest, train_steps=info["step"], planned_steps=tc.total_steps,
-        wall_time_s=round(info["wall_time_s"], 1), device=info["device"],
-        source=os.path.basename(path), train_config=tc.to_dict())
+        state.params, mc, dest, train_steps=before["train_steps"] + info["step"],
+        planned_steps=before["train_steps"] + tc.total_steps,
+        wall_time_s=round(before["wall_time_s"] + info["wall_time_s"], 1), device=info["device"],
+        source=os.path.basename(path), train_config=tc.to_dict(), warm_start=before)
     print(json.dumps({k: v for k, v in meta.items() if k != "train_config"}, indent=2))
 
 
@@ -153,6 +163,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny model and prior, a few CPU minutes")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     ap.add_argument("--export", metavar="RUN_DIR", help="export RUN_DIR's latest checkpoint")
+    ap.add_argument("--init-from", metavar="WEIGHTS",
+                    help="warm start: a new run from these weights ('default' = shipped)")
     ap.add_argument("--dest", default=str(ckpt_lib.WEIGHTS_DIR / "default.msgpack"))
     ap.add_argument("--steps", type=int, default=0, help="schedule length (default 6000; quick 150)")
     ap.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
@@ -174,18 +186,27 @@ def main(argv=None):
         args.steps = 6000
     os.makedirs(args.out, exist_ok=True)
     run_json = os.path.join(args.out, "run.json")
+    init_params = init_from = None
     if args.resume:
         mc, tc, pc = load_run(args.out)
     else:
         mc, tc, pc = configs(args)
+        if args.init_from:
+            init_params, mc, meta = ckpt_lib.load_weights(args.init_from)
+            init_from = {"weights": str(args.init_from), "sha256": meta["sha256"],
+                         "train_steps": meta.get("train_steps", 0),
+                         "wall_time_s": meta.get("wall_time_s", 0.0)}
         with open(run_json, "w") as f:
             json.dump({"model": mc.to_dict(), "train": tc.to_dict(),
-                       "prior": dataclasses.asdict(pc), "argv": sys.argv[1:]}, f, indent=2)
+                       "prior": dataclasses.asdict(pc), "argv": sys.argv[1:],
+                       **({"init_from": init_from} if init_from else {})}, f, indent=2)
         for name in ("train_log.csv", "val_log.csv"):
             if os.path.exists(os.path.join(args.out, name)):
                 os.remove(os.path.join(args.out, name))
     dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
     state = init_state(mc, tc)
+    if init_params is not None:
+        state = state._replace(params=init_params, opt_state=optimizer(tc).init(init_params))
     wall = 0.0
     if args.resume:
         path = latest_checkpoint(args.out)
