@@ -33,6 +33,7 @@ import pandas as pd
 from causaljax import sampler
 from causaljax.scm.random import random_scm
 
+RNGS = ("key", "hash")  # JAX's threefry from the key, or the counter hash (sampler.hash_uniform)
 PEAK_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s (SXM parts)
 
 
@@ -117,13 +118,16 @@ def bench_dowhy(args, results):
         model, ours = fit_dowhy(df, family, args.auto_assign, seed=0)
         for n in args.dowhy_rows:
             t_dowhy = timed(lambda: gcm.draw_samples(model, n), 1 if n >= 1e6 else 2)
-            t_ours = timed(lambda: sampler.sample(ours, jax.random.key(0), n), 3)
-            row = dict(part="dowhy", family=family, n=n, d=20, k=1,
-                       dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
-                       speedup=t_dowhy / t_ours)
-            results.append(row)
-            print(f"[dowhy] {family:7s} n={n:>9,d}  DoWhy {n / t_dowhy:12,.0f} rows/s  "
-                  f"causaljax {n / t_ours:14,.0f} rows/s  speed-up {t_dowhy / t_ours:8.1f}x")
+            for rng in RNGS:
+                t_ours = timed(lambda: sampler.sample(ours, jax.random.key(0), n, rng=rng), 3)
+                row = dict(part="dowhy", family=family, n=n, d=20, k=1, rng=rng,
+                           strategy=sampler._plan(ours, "auto")[0],
+                           dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
+                           speedup=t_dowhy / t_ours)
+                results.append(row)
+                print(f"[dowhy] {family:7s} n={n:>9,d}  DoWhy {n / t_dowhy:12,.0f} rows/s  "
+                      f"causaljax ({row['strategy']}, rng={rng:4s}) {n / t_ours:14,.0f} rows/s  "
+                      f"speed-up {t_dowhy / t_ours:8.1f}x", flush=True)
 
 
 def bench_datasets(args, results):
@@ -133,13 +137,16 @@ def bench_datasets(args, results):
     model, one = fit_dowhy(df, "linear", args.auto_assign, seed=0)
     ensemble = jax.tree.map(lambda a: np.repeat(np.asarray(a), 64, axis=0), one)
     t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 5)
-    t_ours = timed(lambda: sampler.sample(ensemble, jax.random.key(0), 512), 5)
-    row = dict(part="datasets", family="linear", n=512, d=20, k=64,
-               dowhy_datasets_per_s=1 / t_dowhy, ours_datasets_per_s=64 / t_ours,
-               speedup=64 * t_dowhy / t_ours)
-    results.append(row)
-    print(f"[datasets] 64 SCMs x 512 rows x 20 nodes: DoWhy {1 / t_dowhy:8.1f} datasets/s, "
-          f"causaljax {64 / t_ours:10,.0f} datasets/s, speed-up {row['speedup']:.0f}x")
+    for rng in RNGS:
+        t_ours = timed(lambda: sampler.sample(ensemble, jax.random.key(0), 512, rng=rng), 5)
+        row = dict(part="datasets", family="linear", n=512, d=20, k=64, rng=rng,
+                   strategy=sampler._plan(ensemble, "auto")[0],
+                   dowhy_datasets_per_s=1 / t_dowhy, ours_datasets_per_s=64 / t_ours,
+                   speedup=64 * t_dowhy / t_ours)
+        results.append(row)
+        print(f"[datasets] 64 SCMs x 512 rows x 20 nodes: DoWhy {1 / t_dowhy:8.1f} datasets/s, "
+              f"causaljax ({row['strategy']}, rng={rng:4s}) {64 / t_ours:10,.0f} datasets/s, "
+              f"speed-up {row['speedup']:.0f}x", flush=True)
 
 
 def roofline(bytes_written: float, seconds: float) -> float | None:
@@ -163,6 +170,8 @@ def bench_grid(args, results):
                     if k * n * d > args.max_cells:
                         continue
                     for strategy in sampler.STRATEGIES:
+                        if strategy == "solve" and family != "linear":
+                            continue  # the closed-form solve is for linear/logistic SCMs
                         t = timed(lambda: sampler.sample(scm, jax.random.key(0), n,
                                                          strategy=strategy), 3)
                         share = roofline(4.0 * k * n * d, t)
@@ -187,7 +196,8 @@ def plot(results, path: Path):
     for (family, strategy, d, k), g in grid.groupby(["family", "strategy", "d", "k"]):
         if d != 20:
             continue
-        ax.plot(g["n"], g["rows_per_s"], marker="o", ls="-" if strategy == "walk" else "--",
+        ax.plot(g["n"], g["rows_per_s"], marker="o",
+                ls={"walk": "-", "parallel": "--"}.get(strategy, "-."),
                 label=f"{family} {strategy} k={k}")
     dowhy = [r for r in results if r["part"] == "dowhy"]
     for fam in ("linear", "trees"):

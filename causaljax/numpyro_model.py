@@ -9,6 +9,10 @@ fast path. Each site's distribution is exactly the SCM's conditional of that col
                  ``is_integer``) — the additive-noise model with its empirical residuals
     CATEGORICAL  ``Categorical(softmax(f_j(parents)))`` over the column's levels (site value =
                  level code)
+
+Point masses make log densities finite only at values the SCM produces exactly: evaluate rows
+drawn with ``sample(..., strategy="walk")`` (the closed-form "solve" strategy, the default for
+linear SCMs, can differ in the last float bits).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ FAMILIES = {
 
 
 # (strategy, specialise on the static column layout)
-VARIANTS = {"walk": ("walk", False), "parallel": ("parallel", False), "typed": ("parallel", True)}
+VARIANTS = {"walk": ("walk", False), "parallel": ("parallel", False), "typed": ("parallel", True),
+            "solve": ("solve", True)}
 
 
 def _propagate(scm, eps, u, variant, jit=False, **kwargs):
@@ -33,6 +34,8 @@ def _propagate(scm, eps, u, variant, jit=False, **kwargs):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_matches_numpy_reference_on_same_noise(family, variant):
+    if variant == "solve" and family != "linear":
+        pytest.skip("the closed-form solve is for linear/logistic SCMs")
     scm = make_scm(seed=1, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), **FAMILIES[family])
     eps, u = sampler.draw_noise(scm, jax.random.key(0), 50)
     got = np.asarray(_propagate(scm, eps, u, variant, jit=True))
@@ -95,9 +98,11 @@ def test_callable_inside_jit_and_vmap_over_keys():
 
 def test_noise_gradient_follows_ancestry():
     """d x_j / d eps_i is exactly 0 unless i is an ancestor of (or equal to) j."""
-    scm = make_scm(seed=8, k=1, n_levels=(0,) * 7, hidden=6, quad=True, edge_prob=0.4)
-    eps, u = sampler.draw_noise(scm, jax.random.key(8), 1)
+    heavy = make_scm(seed=8, k=1, n_levels=(0,) * 7, hidden=6, quad=True, edge_prob=0.4)
+    linear = make_scm(seed=8, k=1, n_levels=(0,) * 7, edge_prob=0.4)
     for variant in VARIANTS:
+        scm = linear if variant == "solve" else heavy
+        eps, u = sampler.draw_noise(scm, jax.random.key(8), 1)
         jac = jax.jacfwd(lambda e: _propagate(scm, e, u, variant)[0, 0])(eps)
         jac = np.asarray(jac)[:, 0, 0, :]  # [j, i]
         parents = np.asarray(scm.parents[0])
@@ -233,3 +238,35 @@ def test_stream_chunks_cover_total():
     assert [c.shape[1] for c in chunks] == [10, 10, 5]
     first = sampler.sample(scm, jax.random.fold_in(jax.random.key(0), 0), 10)
     np.testing.assert_array_equal(np.asarray(chunks[0]), np.asarray(first))
+
+
+@pytest.mark.parametrize("do", [{1: 2}, {2: -1.5}, {4: 3.0}, {3: 1, 0: 0.5}])
+def test_interventions_on_mixed_layout_match_reference(do):
+    """Categorical (1, 3), integer (4) and numeric nodes intervened: every variant = NumPy."""
+    scm = make_scm(seed=21, k=2, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), edge_prob=0.7)
+    eps, u = sampler.draw_noise(scm, jax.random.key(5), 200)
+    want = numpy_propagate(scm, eps, u, do=do)
+    do_mask, do_value = sampler.intervention_arrays(scm, do)
+    for variant in VARIANTS:
+        got = np.asarray(_propagate(scm, eps, u, variant, do_mask=do_mask, do_value=do_value))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=variant)
+
+
+def test_solve_needs_linear_mechanisms():
+    scm = make_scm(seed=22, k=1, n_levels=(0, 0, 0), hidden=4)
+    with pytest.raises(ValueError, match="solve"):
+        sampler.sample(scm, jax.random.key(0), 5, strategy="solve")
+    assert sampler._plan(scm, "auto")[0] == "walk"
+    assert sampler._plan(make_scm(seed=22, k=1, n_levels=(0, 2, 0)), "auto")[0] == "solve"
+
+
+def test_nonlinear_depth_counts_categorical_and_rounded_nodes_on_a_path():
+    scm = make_scm(seed=23, k=1, n_levels=(0, 2, 0, 3, 0), integer=(4,), edge_prob=1.0)
+    one = jax.tree.map(lambda a: a[0], scm)
+    # a complete DAG: one path runs through every node, so it holds every nonlinear node
+    # (a non-root categorical or integer-rounded numeric; roots only resample their pool)
+    assert int(np.asarray(one.parents).sum()) == 5 * 4 // 2
+    kind, levels, integer = (np.asarray(a) for a in (one.kind, one.n_levels, one.is_integer))
+    nonlinear = [j for j in range(5) if kind[j] != ROOT and (levels[j] > 0 or integer[j])]
+    assert len(nonlinear) >= 2
+    assert int(sampler.nonlinear_depth(one)) == len(nonlinear)
