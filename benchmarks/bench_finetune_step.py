@@ -12,7 +12,9 @@ synthetic half picked from a fixed pool (the step without the draw). Timings alt
 between the arms (median of --repeats blocks of --steps steps), so load on the machine hits
 all arms alike. Prints the ratio causalmix / real (target: <= 1.10) and writes JSON (--out).
 Runs per hour: wall time of complete fine-tuning runs (--run-steps steps, validation and test
-evaluation every 5 steps, --rows rows per step) after compilation.
+evaluation every 5 steps, --rows rows per step) after compilation; and --vmap-runs causalmix
+runs (seeds) one after the other vs the same runs vmapped into one program
+(``finetune.batched.finetune_runs``).
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--run-steps", type=int, default=30)
     p.add_argument("--k-scms", type=int, default=8)
+    p.add_argument("--vmap-runs", type=int, default=5, help="runs vmapped together")
     p.add_argument("--checkpoint", default="default")
     p.add_argument("--out", default="benchmarks/results/bench_finetune_step.json")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
 
     from causaljax import data
+    from causaljax.finetune.batched import finetune_runs
     from causaljax.finetune.generators.scm import fit_scms
     from causaljax.finetune.loop import (
         FinetuneConfig,
@@ -110,6 +114,18 @@ def main(argv=None) -> int:
         finetune(params, mc, task, fc, source=source)
         run_s[name] = time.perf_counter() - t
 
+    # R seeds of one configuration: one after the other vs vmapped (both compiled first)
+    R = args.vmap_runs
+    keys = [jax.random.key(100 + r) for r in range(R)]
+    finetune_runs(params, mc, [task_half] * R, fc_mix, sources=[fresh] * R, keys=keys)
+    t = time.perf_counter()
+    for k in keys:
+        finetune(params, mc, task_half, fc_mix, source=fresh, key=k)
+    seq_s = time.perf_counter() - t
+    t = time.perf_counter()
+    finetune_runs(params, mc, [task_half] * R, fc_mix, sources=[fresh] * R, keys=keys)
+    vmap_s = time.perf_counter() - t
+
     result = dict(
         dataset=args.dataset, rows_per_step=shapes["real"].n_rows, model=model_id,
         model_config=mc.to_dict(), k_scms=args.k_scms, device=str(jax.devices()[0]),
@@ -117,12 +133,16 @@ def main(argv=None) -> int:
         ratio_causalmix_over_real=ratio, ratio_pool_over_real=step_ms["pool"] / step_ms["real"],
         target_ratio=1.10, within_target=ratio <= 1.10, scm_fit_s=fit_s,
         run_steps=args.run_steps, run_seconds=run_s, runs_per_hour={k: 3600 / v for k, v in run_s.items()},
-        times_ms={k: [1000 * x for x in v] for k, v in times.items()})
+        times_ms={k: [1000 * x for x in v] for k, v in times.items()},
+        vmap_runs=R, sequential_runs_s=seq_s, vmapped_runs_s=vmap_s,
+        vmap_speedup=seq_s / vmap_s)
     print(f"step time (ms, median of {args.repeats}x{args.steps}): "
           + ", ".join(f"{k} {v:.1f}" for k, v in step_ms.items()))
     print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10)")
     print(f"runs per hour ({args.run_steps} steps, eval every 5): real "
           f"{result['runs_per_hour']['real']:.0f}, causalmix {result['runs_per_hour']['causalmix']:.0f}")
+    print(f"{R} causalmix runs: one by one {seq_s:.1f} s, vmapped {vmap_s:.1f} s "
+          f"({seq_s / vmap_s:.2f}x; {3600 * R / vmap_s:.0f} runs per hour)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
