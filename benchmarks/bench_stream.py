@@ -29,6 +29,8 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--rows", type=float, default=1e8)
     p.add_argument("--chunk-rows", type=int, default=1_000_000)
+    p.add_argument("--rng", default="key", choices=sampler.RNGS,
+                   help="uniforms from the key's JAX generator or the counter hash")
     p.add_argument("--out", default="results/bench_stream")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -42,13 +44,13 @@ def main(argv=None):
         path = Path(tmp) / "rows.parquet"
         t0 = time.perf_counter()
         n = sampler.write(scm, table, path, int(args.rows), chunk_rows=args.chunk_rows,
-                          key=jax.random.key(0))
+                          key=jax.random.key(0), rng=args.rng)
         seconds = time.perf_counter() - t0
         size = path.stat().st_size
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = dict(rows=n, seconds=seconds, rows_per_s=n / seconds, peak_rss_mib=peak,
                   rss_before_write_mib=rss_before, parquet_mib=size / 2**20,
-                  chunk_rows=args.chunk_rows, device=jax.devices()[0].device_kind)
+                  chunk_rows=args.chunk_rows, rng=args.rng, device=jax.devices()[0].device_kind)
     print(f"wrote {n:,} rows ({size / 2**20:,.0f} MiB) in {seconds:,.1f} s = {n / seconds:,.0f} "
           f"rows/s; peak RSS {peak:,.0f} MiB (before writing {rss_before:,.0f} MiB)")
     out = Path(args.out)

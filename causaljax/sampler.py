@@ -500,11 +500,35 @@ def to_pandas(rows, table):
     return decoded.to_pandas()
 
 
+def to_arrow(rows, table):
+    """Decode encoded rows f32[n, d] (or [k, n, d]) to a pyarrow Table without going through
+    Python objects: numeric columns in their original dtype (integers rounded), categorical
+    columns dictionary-encoded (codes + the table's level labels; pandas reads them back as
+    ``category``). Missing cells are not restored (sampled rows have none)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    rows = np.asarray(rows, np.float32).reshape(-1, table.n_cols)
+    arrays = []
+    for j, col in enumerate(table.columns):
+        x = rows[:, j]
+        if col.kind == "categorical":
+            codes = np.clip(np.round(x), 0, col.n_levels - 1).astype(np.int32)
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.array(codes), pa.array(list(col.levels)), ordered=bool(col.ordered)))
+            continue
+        dtype = pd.api.types.pandas_dtype(col.dtype)
+        dtype = getattr(dtype, "numpy_dtype", dtype)  # pandas' Int64 / Float32 carry one
+        arrays.append(pa.array(np.round(x).astype(dtype) if np.issubdtype(dtype, np.integer)
+                               else x.astype(dtype)))
+    return pa.Table.from_arrays(arrays, names=list(table.names))
+
+
 def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int = 1_000_000,
           **kwargs) -> int:
     """Write ``total_rows`` decoded rows (all k SCMs together) to a Parquet file, chunk by chunk
-    so memory stays bounded. Returns the number of rows written."""
-    import pyarrow as pa
+    so memory stays bounded (``to_arrow`` decoding: categorical columns dictionary-encoded).
+    Returns the number of rows written. ``kwargs`` go to ``sample`` (strategy, rng, do)."""
     import pyarrow.parquet as pq
 
     key = jax.random.key(0) if key is None else key
@@ -513,7 +537,7 @@ def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int =
     try:
         for rows in stream(scm, key, math.ceil(total_rows / scm.k), per_scm, **kwargs):
             rows = np.asarray(rows).reshape(-1, scm.d)[: total_rows - written]
-            batch = pa.Table.from_pandas(to_pandas(rows, table), preserve_index=False)
+            batch = to_arrow(rows, table)
             if writer is None:
                 writer = pq.ParquetWriter(str(path), batch.schema)
             writer.write_table(batch)
@@ -525,7 +549,7 @@ def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int =
 
 
 __all__ = ["sample", "as_numpyro", "sample_mixture", "mixture_counts", "draw_noise", "propagate", "stream",
-           "write", "to_pandas", "sample_on_devices", "device_mesh", "intervention_arrays",
+           "write", "to_pandas", "to_arrow", "hash_uniform", "sample_on_devices", "device_mesh", "intervention_arrays",
            "ROOT", "NUMERIC", "CATEGORICAL"]
 
 

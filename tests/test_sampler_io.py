@@ -49,3 +49,19 @@ def test_write_parquet_in_chunks(tmp_path):
     assert len(back) == 10_001 and list(back.columns) == list(df.columns)
     assert pq.ParquetFile(path).metadata.num_row_groups > 1  # written chunk by chunk
     assert set(back["label"]) <= {"good", "bad"}
+
+
+def test_to_arrow_equals_to_pandas_values():
+    df, table = _table()
+    rows = sampler.sample(_scm_for(table), jax.random.key(2), 100)
+    want = sampler.to_pandas(rows, table)
+    got = sampler.to_arrow(rows, table).to_pandas()
+    assert list(got.columns) == list(want.columns)
+    for name in want.columns:
+        if isinstance(got[name].dtype, pd.CategoricalDtype):  # dictionary-encoded labels
+            assert list(got[name].cat.categories) == list(table.columns[table.names.index(name)].levels)
+            np.testing.assert_array_equal(got[name].astype(object).to_numpy(),
+                                          want[name].astype(object).to_numpy())
+        else:
+            assert got[name].dtype == want[name].dtype, name
+            np.testing.assert_array_equal(got[name].to_numpy(), want[name].to_numpy())
