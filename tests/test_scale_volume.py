@@ -93,3 +93,18 @@ def test_bench_smoke(tmp_path):
     data = json.loads(out.read_text())
     assert data["ratio_causalmix_over_real"] > 0 and data["rows_per_step"] == 64
     assert set(data["runs_per_hour"]) == {"real", "causalmix"}
+
+
+def test_vmap_folds_gives_the_runs_of_one_by_one(tmp_path):
+    """--vmap-folds runs the folds of a configuration as one program: same runs, same scores."""
+    mod = _script()
+    args = [a if a != "1" or TINY[i - 1] != "--folds" else "2" for i, a in enumerate(TINY)]
+    args += ["--volumes", "0,1", "--methods", "real,causalmix"]
+    assert mod.main(args + ["--out", str(tmp_path / "one")]) == 0
+    assert mod.main(args + ["--vmap-folds", "--out", str(tmp_path / "vmap")]) == 0
+    one = pd.read_parquet(tmp_path / "one" / "results.parquet").set_index("run_id").sort_index()
+    vm = pd.read_parquet(tmp_path / "vmap" / "results.parquet").set_index("run_id").sort_index()
+    assert list(one.index) == list(vm.index) and len(one) == 6  # 2 folds x 3 runs
+    assert (one.best_step == vm.best_step).all() and (one.steps == vm.steps).all()
+    for col in ("test_auc", "val_auc", "zero_shot_auc"):
+        assert (one[col] - vm[col]).abs().max() < 2e-3, col

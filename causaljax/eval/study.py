@@ -73,12 +73,15 @@ def shard(configs: Sequence[dict], index: int, count: int,
 
 def run_grid(configs: Sequence[dict], run: Callable[[dict], dict], store: ResultsStore, *,
              progress: bool = True, after_run: Callable[[int], None] | None = None,
-             desc: str = "runs") -> list[str]:
+             desc: str = "runs", group: Callable[[dict], object] | None = None,
+             run_group: Callable[[list], list] | None = None) -> list[str]:
     """Run every config whose id is not stored yet, storing each result as it finishes.
 
     ``run(config) -> dict`` of result columns (the config's own keys are added). A config
-    that appears twice runs once. ``after_run(i)`` is called after the i-th stored run (a test
-    hook). Returns the ids run by this call."""
+    that appears twice runs once. With ``group`` and ``run_group``, the pending configs with
+    the same ``group(config)`` run together: ``run_group(configs) -> [dict, ...]`` (one per
+    config, e.g. vmapped folds); each result is still stored as its own run. ``after_run(i)``
+    is called after the i-th stored run (a test hook). Returns the ids run by this call."""
     done = store.done()
     pending, seen = [], set(done)
     for cfg in configs:
@@ -86,6 +89,12 @@ def run_grid(configs: Sequence[dict], run: Callable[[dict], dict], store: Result
         if rid not in seen:
             pending.append((rid, cfg))
             seen.add(rid)
+    batches = [[item] for item in pending]
+    if group is not None and run_group is not None:
+        by_group: dict = {}
+        for item in pending:
+            by_group.setdefault(run_id({"group": group(item[1])}), []).append(item)
+        batches = list(by_group.values())
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -93,19 +102,22 @@ def run_grid(configs: Sequence[dict], run: Callable[[dict], dict], store: Result
         bar = tqdm(total=len(pending), desc=desc, unit="run", dynamic_ncols=True)
     ran = []
     try:
-        for i, (rid, cfg) in enumerate(pending):
+        for batch in batches:
             if bar is not None:
-                bar.set_postfix_str(_short(cfg))
+                bar.set_postfix_str(_short(batch[0][1]) + (f" (+{len(batch) - 1})"
+                                                           if len(batch) > 1 else ""))
             t0 = time.perf_counter()
-            result = run(cfg)
-            row = {**cfg, **result}
-            row.setdefault("seconds", time.perf_counter() - t0)
-            store.write(rid, row)
-            ran.append(rid)
-            if bar is not None:
-                bar.update(1)
-            if after_run is not None:
-                after_run(i + 1)
+            results = (run_group([cfg for _, cfg in batch]) if len(batch) > 1
+                       else [run(batch[0][1])])
+            for (rid, cfg), result in zip(batch, results, strict=True):
+                row = {**cfg, **result}
+                row.setdefault("seconds", (time.perf_counter() - t0) / len(batch))
+                store.write(rid, row)
+                ran.append(rid)
+                if bar is not None:
+                    bar.update(1)
+                if after_run is not None:
+                    after_run(len(ran))
     finally:
         if bar is not None:
             bar.close()

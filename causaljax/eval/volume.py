@@ -11,6 +11,7 @@ Volume v = synthetic rows per real training row in every fine-tuning step. ``rea
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 
@@ -20,6 +21,7 @@ import numpy as np
 from causaljax.data import low_data_splits
 from causaljax.eval.metrics import headroom_improvement, relative_improvement
 from causaljax.finetune import methods as methods_lib
+from causaljax.finetune.batched import finetune_runs
 from causaljax.finetune.generators import TFM, make_source
 from causaljax.finetune.loop import FinetuneConfig, finetune, make_task, step_shape, zero_shot
 
@@ -86,33 +88,73 @@ class VolumeStudy:
         return self._sources[key]
 
     # ---- one run ----
-    def run(self, cfg: dict) -> dict:
-        t0 = time.perf_counter()
-        m = methods_lib.get(cfg["method"])
+    def _config(self, cfg: dict, m) -> FinetuneConfig:
+        return FinetuneConfig(steps=cfg["steps"], lr=cfg["lr"], eval_every=cfg["eval_every"],
+                              patience=cfg["patience"], volume=cfg["volume"],
+                              real_in_step=m.real_in_step, pool_rows=cfg.get("pool_rows"),
+                              seed=cfg["seed"])
+
+    def _inputs(self, cfg: dict, m, fc: FinetuneConfig):
+        """(task, source or None, run key, synthetic rows per step) of a fine-tuning run."""
         task = self.task(cfg)
+        shape = step_shape(int(task.x_train.shape[0]), fc)
+        source = (self.source(cfg, m.generator, max(MIN_POOL_ROWS, shape.n_syn))
+                  if m.synthetic else None)
+        return task, source, jax.random.fold_in(self.fold_key(cfg), 1), shape.n_syn
+
+    def _row(self, cfg: dict, r=None, n_syn: int = 0) -> dict:
+        """Result columns of a run from its fine-tuning ``Result`` (None: zero-shot)."""
         zs = self.zero_shot(cfg)
         row = dict(zero_shot_auc=zs["test_auc"], zero_shot_val_auc=zs["val_auc"])
-        if not m.finetune:
+        if r is None:
             row.update(test_auc=zs["test_auc"], val_auc=zs["val_auc"], val_test_gap=np.nan,
                        best_step=0, steps=0, stopped="none", nan_steps=0, n_syn_step=0,
                        val_curve=[zs["val_auc"]], test_curve=[zs["test_auc"]])
         else:
-            fc = FinetuneConfig(steps=cfg["steps"], lr=cfg["lr"], eval_every=cfg["eval_every"],
-                                patience=cfg["patience"], volume=cfg["volume"],
-                                real_in_step=m.real_in_step, pool_rows=cfg.get("pool_rows"),
-                                seed=cfg["seed"])
-            shape = step_shape(int(task.x_train.shape[0]), fc)
-            source = None
-            if m.synthetic:
-                source = self.source(cfg, m.generator, max(MIN_POOL_ROWS, shape.n_syn))
-            r = finetune(self.params, self.mc, task, fc, source=source,
-                         key=jax.random.fold_in(self.fold_key(cfg), 1))
             row.update(test_auc=r.test_auc, val_auc=r.val_auc, val_test_gap=r.val_test_gap,
                        best_step=r.best_step, steps=r.steps, stopped=r.stopped,
-                       nan_steps=r.nan_steps, n_syn_step=shape.n_syn,
+                       nan_steps=r.nan_steps, n_syn_step=n_syn,
                        val_curve=[h["val_auc"] for h in r.history],
                        test_curve=[h["test_auc"] for h in r.history])
         row["rel_improvement"] = float(relative_improvement(row["test_auc"], zs["test_auc"]))
         row["headroom"] = float(headroom_improvement(row["test_auc"], zs["test_auc"]))
+        return row
+
+    def run(self, cfg: dict) -> dict:
+        t0 = time.perf_counter()
+        m = methods_lib.get(cfg["method"])
+        if not m.finetune:
+            row = self._row(cfg)
+        else:
+            fc = self._config(cfg, m)
+            task, source, key, n_syn = self._inputs(cfg, m, fc)
+            row = self._row(cfg, finetune(self.params, self.mc, task, fc, source=source, key=key),
+                            n_syn)
         row["seconds"] = time.perf_counter() - t0
         return row
+
+    # ---- several folds of one configuration, vmapped ----
+    def run_group(self, cfgs: list[dict]) -> list[dict]:
+        """The runs of ``cfgs`` (the same configuration on several folds) as one vmapped
+        program (``finetune.batched.finetune_runs``); ``seconds`` is the group's time / R."""
+        t0 = time.perf_counter()
+        m = methods_lib.get(cfgs[0]["method"])
+        if not m.finetune:
+            return [self.run(c) for c in cfgs]
+        fc = self._config(cfgs[0], m)
+        if any(self._config(c, m) != fc for c in cfgs):
+            raise ValueError("run_group needs configs that differ only in their fold")
+        inputs = [self._inputs(c, m, fc) for c in cfgs]
+        for c in cfgs:
+            self.zero_shot(c)
+        results = finetune_runs(self.params, self.mc, [i[0] for i in inputs], fc,
+                                sources=[i[1] for i in inputs] if m.synthetic else None,
+                                keys=[i[2] for i in inputs])
+        seconds = (time.perf_counter() - t0) / len(cfgs)
+        return [dict(self._row(c, r, i[3]), seconds=seconds)
+                for c, r, i in zip(cfgs, results, inputs)]
+
+
+def fold_group(cfg: dict) -> str:
+    """Group key of ``run_group``: the config without its fold."""
+    return json.dumps({k: v for k, v in cfg.items() if k != "fold"}, sort_keys=True, default=str)
