@@ -224,3 +224,18 @@ def test_empty_dag_gives_all_roots():
     assert np.all(np.asarray(scm.kind) == ROOT) and scm.tree_feature.shape[2] == 0
     np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[1]), axis=0),
                                   np.sort(table.values, axis=0))
+
+
+def test_trees_on_a_categorical_node_with_a_one_row_level():
+    """HistGradientBoosting's stratified early-stopping split cannot hold a level seen once
+    (credit_g at n_train = 64 crashed a study): the fit must still succeed."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=60)
+    c = np.where(a > 0, "hi", "lo").astype(object)
+    c[0] = "rare"  # one row
+    t = (a + rng.normal(size=60) > 0).astype(int)
+    table = Table.from_pandas(pd.DataFrame({"a": a, "c": c, "t": t}), target="t")
+    scm = fit(table, adjacency(3, [(0, 0, 1), (0, 0, 2)]), key=KEY, families=("trees",))
+    assert int(scm.kind[0, 1]) == CATEGORICAL
+    probs = categorical_probs(outputs(scm, 0, 1, table.values), 3)
+    assert np.isfinite(np.asarray(probs)).all()

@@ -392,6 +392,14 @@ def _fit_trees(p: _Problem, ids, weight_n, key, categorical: bool):
     return out
 
 
+def _stratified_split_possible(codes, validation_fraction: float = 0.1) -> bool:
+    """Whether HistGradientBoosting's stratified early-stopping split of ``codes`` works: every
+    class needs 2 rows and both parts at least one row per class."""
+    counts = np.unique(codes, return_counts=True)[1]
+    n_val = int(np.ceil(validation_fraction * len(codes)))
+    return counts.min() >= 2 and min(n_val, len(codes) - n_val) >= len(counts)
+
+
 def _fit_tree_task(p: _Problem, t: int, rows, categorical: bool, seed: int):
     """One HistGradientBoosting model of task t on ``rows`` -> (TreeArrays, bias f32[C]), or
     None when a classifier sees a single level."""
@@ -408,6 +416,8 @@ def _fit_tree_task(p: _Problem, t: int, rows, categorical: bool, seed: int):
     codes = y.astype(np.int64)
     if len(np.unique(codes)) < 2:
         return None
+    if kwargs["early_stopping"] and not _stratified_split_possible(codes):
+        kwargs["early_stopping"] = False  # sklearn's stratified validation split would fail
     model = HistGradientBoostingClassifier(**kwargs).fit(x, codes)
     arrays, bias = hgb_classifier_arrays(model, slots, p.n_channels, channel_map=model.classes_)
     absent = p.valid([t])[0]
