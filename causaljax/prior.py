@@ -136,6 +136,7 @@ def _one_scm(key, D: int, H: int, m: int) -> dict:
                 slot_column=jnp.arange(D, dtype=jnp.int32),
                 slot_level=jnp.full((D,), -1, jnp.int32),
                 lin_w=lin_w, lin_b=jnp.zeros((D, 1)), quad_w=jnp.zeros((D, 0, 0, 1)),
+                cube_idx=jnp.zeros((D, 0, 3), jnp.int32), cube_w=jnp.zeros((D, 0, 1)),
                 mlp_w1=mlp_w1, mlp_b1=mlp_b1, mlp_w2=mlp_w2,
                 tree_feature=jnp.zeros((D, 0, 1), jnp.int32),
                 tree_threshold=jnp.zeros((D, 0, 1)),

@@ -36,6 +36,8 @@ def numpy_propagate(scm: SCM, eps, u, do=None):
             out = z @ a["lin_w"][s, j] + a["lin_b"][s, j]
             if a["quad_w"].shape[2]:
                 out += np.einsum("na,nb,abc->nc", z, z, a["quad_w"][s, j])
+            for (i0, i1, i2), w in zip(a["cube_idx"][s, j], a["cube_w"][s, j]):
+                out += np.outer(z[:, i0] * z[:, i1] * z[:, i2], w)  # z holds zeros off parents
             if a["mlp_w1"].shape[-1]:
                 out += np.maximum(z @ a["mlp_w1"][s, j] + a["mlp_b1"][s, j], 0) @ a["mlp_w2"][s, j]
             for t in range(a["tree_feature"].shape[2]):

@@ -12,9 +12,10 @@ from scm_factory import make_scm, numpy_propagate
 FAMILIES = {
     "linear": dict(),
     "quadratic": dict(quad=True),
+    "cubic": dict(cube=True),
     "mlp": dict(hidden=8),
     "trees": dict(n_trees=3),
-    "all": dict(hidden=4, quad=True, n_trees=2),
+    "all": dict(hidden=4, quad=True, cube=True, n_trees=2),
 }
 
 

@@ -169,6 +169,48 @@ def test_forced_mechanisms_second_set(table):
     _check_matches(model, table, scm)
 
 
+def test_degree_3_polynomials(table):
+    """DoWhy's degree-3 polynomial regressor / logistic classifier -> cubic monomials; b's
+    parents are target-encoded (products of lookups expand into one-hot monomials)."""
+    ml = gcm.ml
+    forced = {
+        "k": gcm.DiscreteAdditiveNoiseModel(ml.create_polynom_regressor(degree=3)),
+        "b": gcm.AdditiveNoiseModel(ml.create_polynom_regressor(degree=3)),
+        "t": gcm.ClassifierFCM(ml.create_polynom_logistic_regression_classifier(max_iter=10000)),
+    }
+    model = _fit(table, forced)
+    scm = from_dowhy(model, table)
+    assert scm.quad_w.shape[2] == scm.n_slots and scm.cube_w.shape[2] > 0
+    _check_structure(model, table, scm)
+    _check_matches(model, table, scm)
+
+
+def test_auto_good_picks_cubic_classifier():
+    """GOOD picks the degree-3 polynomial logistic regression for a binary node whose logit
+    is cubic in its numeric parent; the converted SCM matches DoWhy."""
+    rng = np.random.default_rng(0)
+    n = 300
+    a = rng.normal(size=n)
+    c = rng.choice(["p", "q", "r"], n)
+    y = np.where(2 * a**2 - a**3 - 1.5 + (c == "q") + rng.logistic(size=n) > 0, "on", "off")
+    b = a + 2 * (y == "on") + 0.3 * rng.normal(size=n)
+    e = b**2 + 0.3 * rng.normal(size=n)
+    table = Table.from_pandas(pd.DataFrame({"a": a, "c": c, "y": y, "b": b, "e": e}), target="y")
+    model = gcm.StructuralCausalModel(
+        nx.DiGraph([("a", "y"), ("c", "y"), ("a", "b"), ("y", "b"), ("b", "e")]))
+    df = dowhy_frame(table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gcm.auto.assign_causal_mechanisms(model, df, quality=gcm.auto.AssignmentQuality.GOOD)
+        gcm.fit(model, df, return_evaluation_summary=False)
+    poly = model.causal_mechanism("y").classifier_model.sklearn_model.steps[0][1]
+    assert type(poly).__name__ == "PolynomialFeatures" and poly.degree == 3
+    scm = from_dowhy(model, table)
+    assert scm.cube_w.shape[2] > 0
+    _check_structure(model, table, scm)
+    _check_matches(model, table, scm)
+
+
 def test_binary_classifiers():
     rng = np.random.default_rng(3)
     n = 300
@@ -178,6 +220,7 @@ def test_binary_classifiers():
     table = Table.from_pandas(pd.DataFrame({"a": a, "c": c, "t": t}), target="t")
     graph = nx.DiGraph([("a", "t"), ("c", "t")])
     for clf in (gcm.ml.create_logistic_regression_classifier(),
+                gcm.ml.create_polynom_logistic_regression_classifier(max_iter=10000),
                 gcm.ml.create_hist_gradient_boost_classifier(max_iter=10)):
         model = gcm.StructuralCausalModel(graph)
         for node in ("a", "c"):
@@ -192,9 +235,10 @@ def test_unsupported_mechanisms_are_refused(table):
     model = _fit(table, {
         "k": gcm.AdditiveNoiseModel(ml.create_linear_regressor()),
         "b": gcm.AdditiveNoiseModel(ml.create_linear_regressor()),
-        "t": gcm.ClassifierFCM(gcm.ml.classification.create_polynom_logistic_regression_classifier(max_iter=200)),
+        "t": gcm.ClassifierFCM(ml.create_polynom_logistic_regression_classifier(degree=4,
+                                                                               max_iter=200)),
     })
-    with pytest.raises(ValueError, match="node 't'.*degree 3"):
+    with pytest.raises(ValueError, match="node 't'.*degree 4"):
         from_dowhy(model, table)
     model.set_causal_mechanism("b", gcm.AdditiveNoiseModel(
         ml.create_random_forest_regressor(n_estimators=3)))

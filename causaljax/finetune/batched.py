@@ -38,8 +38,8 @@ from causaljax.finetune.sources import PoolSource, SCMSource
 from causaljax.eval.metrics import roc_auc
 from causaljax.tfm.model import ModelConfig
 
-PADDABLE = ("mlp_w1", "mlp_b1", "mlp_w2", "tree_feature", "tree_threshold", "tree_left",
-            "tree_right", "tree_value")
+PADDABLE = ("cube_idx", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2", "tree_feature", "tree_threshold",
+            "tree_left", "tree_right", "tree_value")
 
 
 def _stack(trees: list):
@@ -51,8 +51,9 @@ def _pad_to(a, shape):
 
 
 def stack_sources(sources: list):
-    """One source pytree with a leading run axis. SCM sources whose MLP / tree arrays differ
-    in size are zero-padded to the largest (same outputs); any other mismatch is an error."""
+    """One source pytree with a leading run axis. SCM sources whose cubic / MLP / tree arrays
+    differ in size are zero-padded to the largest (same outputs); any other mismatch is an
+    error."""
     if not sources or any(s is None for s in sources):
         raise ValueError("stack_sources needs one source per run")
     if all(isinstance(s, SCMSource) for s in sources):

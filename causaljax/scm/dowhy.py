@@ -14,11 +14,14 @@ few equivalents):
 Prediction models (DoWhy's ``SklearnRegressionModel`` / ``SklearnClassificationModel``
 wrappers, or ``LinearRegressionWithFixedParameter``) over: linear regressors
 (``LinearRegression``, ``Ridge(CV)``, ``Lasso(CV)``, ``ElasticNet(CV)``, ``LassoLarsIC``) and
-``LogisticRegression`` -> ``lin_w``/``lin_b``; a ``Pipeline(PolynomialFeatures(degree <= 2),
-linear / logistic model)`` -> ``quad_w`` + ``lin_w``; ``HistGradientBoosting{Regressor,
-Classifier}`` and ``DecisionTree{Regressor,Classifier}`` -> trees. Anything else (e.g. the
-degree-3 polynomial logistic regression that GOOD also tries when a node has <= 5 encoded
-inputs) raises ValueError naming the node and the mechanism.
+``LogisticRegression`` -> ``lin_w``/``lin_b``; a ``Pipeline(PolynomialFeatures(degree <= 3),
+linear / logistic model)`` (DoWhy's ``create_polynom_regressor`` and the degree-3
+``create_polynom_logistic_regression_classifier`` that GOOD tries when a node has <= 5 encoded
+inputs) -> ``lin_w`` + ``quad_w`` + ``cube_idx``/``cube_w`` (one slot monomial per product of
+three slots); ``HistGradientBoosting{Regressor, Classifier}`` and ``DecisionTree{Regressor,
+Classifier}`` -> trees. Anything else (other sklearn models, e.g. random forests, polynomial
+degree > 3, other pipelines, one-vs-rest logistic regression, non-empirical noise models)
+raises ValueError naming the node and the mechanism.
 
 Parent encoding. DoWhy feeds a node the columns ``sorted(parents)`` and encodes the
 categorical ones (str / bool labels) inside the prediction model: one-hot (``OneHotEncoder``,
@@ -26,8 +29,9 @@ categorical ones (str / bool labels) inside the prediction model: one-hot (``One
 encoding, which at prediction time is a fixed value per category. Each encoded DoWhy feature is
 therefore a linear function of our slots: a numeric parent is its raw slot, a one-hot feature
 is our one-hot slot of that label, and a target-encoded (or numeric-labelled categorical)
-parent is ``sum_l value_l * onehot_l``. Linear and quadratic models fold exactly into
-``lin_w``/``quad_w``; a tree split on such a "lookup" feature (``value(x) <= t``, i.e. ``x`` in a
+parent is ``sum_l value_l * onehot_l``. Polynomial models fold exactly into
+``lin_w``/``quad_w``/``cube_w`` (a product of three features expands multilinearly into slot
+monomials); a tree split on such a "lookup" feature (``value(x) <= t``, i.e. ``x`` in a
 set of levels) becomes a chain of one-hot splits sharing the original children.
 
 The DoWhy model must have been fitted on ``dowhy_frame(table)`` (or equal values): the table's
@@ -183,7 +187,8 @@ class _Converter:
 
 
 # ---------------------------------------------------------------------------------------
-# Prediction models -> (lin_w [S, C], lin_b [C], quad_w [S, S, C] | None, trees | None)
+# Prediction models -> (lin_w [S, C], lin_b [C], quad_w [S, S, C] | None, cube {} | None,
+# trees | None)
 
 
 def _linear_terms(coef_kxp, intercept_k, feats, channels, C):
@@ -198,13 +203,16 @@ def _linear_terms(coef_kxp, intercept_k, feats, channels, C):
 
 
 def _poly_terms(powers, coef_kxq, intercept_k, feats, channels, C, node):
-    """Degree-2 polynomial features (``PolynomialFeatures.powers_``) -> lin_w, lin_b, quad_w."""
-    if powers.sum(axis=1).max(initial=0) > 2:
+    """Polynomial features of degree <= 3 (``PolynomialFeatures.powers_``) -> lin_w, lin_b,
+    quad_w and cube {(a, b, c) sorted slots: f64[C] weight}: a product of three features
+    (each a linear map of slots) expands into slot monomials."""
+    if powers.sum(axis=1).max(initial=0) > 3:
         raise ValueError(f"node {node!r}: PolynomialFeatures of degree "
-                         f"{int(powers.sum(axis=1).max())} is not supported (at most 2)")
-    B = feats.matrix
+                         f"{int(powers.sum(axis=1).max())} is not supported (at most 3)")
+    B = feats.matrix  # [p, S]
     S = feats.S
     lin_w, lin_b, quad_w = np.zeros((S, C)), np.zeros(C), np.zeros((S, S, C))
+    cube = {}
     for row, (coef, b) in enumerate(zip(coef_kxq, intercept_k)):
         c = channels[row]
         lin_b[c] += b
@@ -214,9 +222,16 @@ def _poly_terms(powers, coef_kxq, intercept_k, feats, channels, C, node):
                 lin_b[c] += w
             elif len(idx) == 1:
                 lin_w[:, c] += w * B[idx[0]]
-            else:
+            elif len(idx) == 2:
                 quad_w[:, :, c] += w * np.outer(B[idx[0]], B[idx[1]])
-    return lin_w, lin_b, quad_w
+            else:
+                for s0 in np.flatnonzero(B[idx[0]]):
+                    for s1 in np.flatnonzero(B[idx[1]]):
+                        for s2 in np.flatnonzero(B[idx[2]]):
+                            key = tuple(sorted((int(s0), int(s1), int(s2))))
+                            cube.setdefault(key, np.zeros(C))[c] += \
+                                w * B[idx[0], s0] * B[idx[1], s1] * B[idx[2], s2]
+    return lin_w, lin_b, quad_w, cube
 
 
 def _logit_rows(model, channels):
@@ -270,14 +285,14 @@ def _tree_slots(tree: TreeArrays, feats: _Features, conv: _Converter) -> TreeArr
 
 
 def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
-    """-> dict(lin_w, lin_b, quad_w or None, trees or None) of one prediction model."""
+    """-> dict(lin_w, lin_b, quad_w, cube, trees) of one prediction model (None: unused)."""
     C = conv.C
     kind = type(wrapper).__name__
     if kind == "LinearRegressionWithFixedParameter" and not classifier:
         feats = conv.features(node, parent_names, wrapper)
         coef = np.ravel(np.asarray(wrapper.coefficients, np.float64))
         lin_w, lin_b = _linear_terms([coef], [float(wrapper.intercept)], feats, channels, C)
-        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "cube": None, "trees": None}
     model = getattr(wrapper, "sklearn_model", None)
     if model is None:
         raise ValueError(f"node {node!r}: unsupported prediction model {kind}")
@@ -298,16 +313,16 @@ def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
             coef, b, ch = [np.ravel(last.coef_)], [float(np.ravel(last.intercept_)[0])], channels
         else:
             raise ValueError(f"node {node!r}: unsupported pipeline {steps}")
-        lin_w, lin_b, quad_w = _poly_terms(poly.powers_, coef, b, feats, ch, C, node)
-        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": quad_w, "trees": None}
+        lin_w, lin_b, quad_w, cube = _poly_terms(poly.powers_, coef, b, feats, ch, C, node)
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": quad_w, "cube": cube, "trees": None}
     if not classifier and name in _LINEAR_REGRESSORS:
         lin_w, lin_b = _linear_terms([np.ravel(model.coef_)],
                                      [float(np.ravel(model.intercept_)[0])], feats, channels, C)
-        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "cube": None, "trees": None}
     if classifier and name == "LogisticRegression":
         coef, b, ch = _logit_rows(model, class_channels)
         lin_w, lin_b = _linear_terms(coef, b, feats, ch, C)
-        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "trees": None}
+        return {"lin_w": lin_w, "lin_b": lin_b, "quad_w": None, "cube": None, "trees": None}
     zero_w = np.zeros((conv.S, C))
     if not classifier and name == "HistGradientBoostingRegressor":
         tree, bias = hgb_regressor_arrays(model, identity, C, channel=channels[0])
@@ -322,7 +337,7 @@ def _model_terms(conv, node, parent_names, wrapper, channels, classifier):
         raise ValueError(f"node {node!r}: unsupported "
                          f"{'classifier' if classifier else 'regressor'} {name}")
     return {"lin_w": zero_w, "lin_b": np.asarray(bias, np.float64), "quad_w": None,
-                "trees": _tree_slots(tree, feats, conv)}
+            "cube": None, "trees": _tree_slots(tree, feats, conv)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -413,9 +428,10 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
 
     # families
     use_quad = any(t is not None and t["quad_w"] is not None for t in terms)
+    n_cube = max((len(t["cube"]) for t in terms if t is not None and t["cube"]), default=0)
     trees = [t["trees"] if t is not None else None for t in terms]
     stacked = stack_trees(trees, n_channels=C) if any(t is not None for t in trees) else None
-    fam = empty_families(1, d, S, C, quad=use_quad,
+    fam = empty_families(1, d, S, C, quad=use_quad, n_cube=n_cube,
                          n_trees=stacked.n_trees if stacked else 0,
                          tree_nodes=stacked.n_nodes if stacked else 1)
     for j, t in enumerate(terms):
@@ -425,6 +441,9 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
         fam["lin_b"][0, j] = t["lin_b"]
         if t["quad_w"] is not None:
             fam["quad_w"][0, j] = t["quad_w"]
+        if t["cube"]:  # padding monomials keep slot 0 and weight 0
+            fam["cube_idx"][0, j, :len(t["cube"])] = list(t["cube"])
+            fam["cube_w"][0, j, :len(t["cube"])] = list(t["cube"].values())
     if stacked:
         for f in ("feature", "threshold", "left", "right", "value"):
             fam[f"tree_{f}"][0] = getattr(stacked, f)

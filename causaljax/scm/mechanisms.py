@@ -30,9 +30,12 @@ def masked_params(scm: SCM) -> SCM:
     mask = slot_parent_mask(scm)  # [d, S]
     quad_mask = (mask[:, :, None] * mask[:, None, :] if scm.quad_w.shape[1]
                  else jnp.zeros((mask.shape[0], 0, 0), mask.dtype))
+    # a monomial is kept when all three of its slots are parent slots of its node
+    cube_mask = mask[jnp.arange(mask.shape[0])[:, None, None], scm.cube_idx].prod(-1)  # [d, P]
     return scm.replace(
         lin_w=scm.lin_w * mask[:, :, None],
         quad_w=scm.quad_w * quad_mask[..., None],
+        cube_w=scm.cube_w * cube_mask[..., None],
         mlp_w1=scm.mlp_w1 * mask[:, :, None],
     )
 
@@ -66,6 +69,9 @@ def node_outputs(scm: SCM, j, z_nxs: jax.Array) -> jax.Array:
     out = z_nxs @ scm.lin_w[j] + scm.lin_b[j][None, :]
     if scm.quad_w.shape[1]:
         out = out + jnp.einsum("na,nb,abc->nc", z_nxs, z_nxs, scm.quad_w[j])
+    if scm.cube_w.shape[-2]:
+        f = z_nxs[:, scm.cube_idx[j]]  # [n, P, 3]
+        out = out + (f[..., 0] * f[..., 1] * f[..., 2]) @ scm.cube_w[j]
     if scm.mlp_w1.shape[-1]:
         h = jax.nn.relu(z_nxs @ scm.mlp_w1[j] + scm.mlp_b1[j][None, :])
         out = out + h @ scm.mlp_w2[j]
@@ -81,6 +87,9 @@ def all_node_outputs(scm: SCM, z_nxs: jax.Array) -> jax.Array:
     out = jnp.einsum("ns,dsc->ndc", z_nxs, scm.lin_w) + scm.lin_b[None]
     if scm.quad_w.shape[2]:
         out = out + jnp.einsum("na,nb,dabc->ndc", z_nxs, z_nxs, scm.quad_w)
+    if scm.cube_w.shape[-2]:
+        f = z_nxs[:, scm.cube_idx]  # [n, d, P, 3]
+        out = out + jnp.einsum("ndp,dpc->ndc", f[..., 0] * f[..., 1] * f[..., 2], scm.cube_w)
     if scm.mlp_w1.shape[-1]:
         h = jax.nn.relu(jnp.einsum("ns,dsh->ndh", z_nxs, scm.mlp_w1) + scm.mlp_b1[None])
         out = out + jnp.einsum("ndh,dhc->ndc", h, scm.mlp_w2)

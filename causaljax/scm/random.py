@@ -36,17 +36,18 @@ def _random_trees(rng, parent_slots_kxdxs, n_trees, n_nodes, n_channels, depth):
 
 
 def random_scm(seed=0, k=2, n_levels=(0, 0, 3, 0, 2), *, edge_prob=0.6, m=64, hidden=0,
-               quad=False, n_trees=0, tree_depth=2, integer=(), names=None) -> SCM:
+               quad=False, cube=False, n_trees=0, tree_depth=2, integer=(), names=None) -> SCM:
     """k random SCMs over columns with ``n_levels`` (0 = numeric). Every requested family gets
-    random non-zero parameters on every non-root node; roots resample random pools."""
+    random non-zero parameters on every non-root node; roots resample random pools.
+    ``cube``: 4 random degree-3 monomials per node (3 over parent slots, 1 over any slots)."""
     rng = np.random.default_rng(seed)
     n_levels = np.asarray(n_levels, np.int32)
     d = len(n_levels)
     slot_column, slot_level = slots_for(n_levels)
     S, C = len(slot_column), max(2, int(n_levels.max(initial=0)))
     tree_nodes = 2 ** (tree_depth + 1) - 1
-    fam = empty_families(k, d, S, C, hidden=hidden, quad=quad, n_trees=n_trees,
-                         tree_nodes=tree_nodes)
+    fam = empty_families(k, d, S, C, hidden=hidden, quad=quad, n_cube=4 if cube else 0,
+                         n_trees=n_trees, tree_nodes=tree_nodes)
     # random DAGs: a random permutation, edges only from earlier to later positions
     perm = np.argsort(rng.random((k, d)), axis=1)  # perm[s, a]: column at position a
     rank = np.argsort(perm, axis=1)  # rank[s, j]: position of column j
@@ -73,13 +74,20 @@ def random_scm(seed=0, k=2, n_levels=(0, 0, 3, 0, 2), *, edge_prob=0.6, m=64, hi
     if quad:
         fam["quad_w"] = (rng.normal(scale=0.1, size=(k, d, S, S, C))
                          * active[..., None, None]).astype(np.float32)
+    parent_slots = np.swapaxes(parents[:, slot_column, :], 1, 2)  # [k, d, S]
+    if cube:  # random parent slots (repeats allowed: x^3, x^2 y, ...); the last monomial
+        # reads any slots, so the parent mask matters
+        allowed = parent_slots[:, :, None, None, :] | (np.arange(4) == 3)[:, None, None]
+        scores = np.where(allowed, rng.random((k, d, 4, 3, S)), -1.0)
+        fam["cube_idx"] = scores.argmax(-1).astype(np.int32)  # [k, d, 4, 3]
+        fam["cube_w"] = (rng.normal(scale=0.05, size=(k, d, 4, C))
+                         * active[..., None]).astype(np.float32)
     if hidden:
         fam["mlp_w1"] = (rng.normal(size=(k, d, S, hidden)) * active[..., None]).astype(np.float32)
         fam["mlp_b1"] = (rng.normal(size=(k, d, hidden)) * active).astype(np.float32)
         fam["mlp_w2"] = (rng.normal(scale=0.5, size=(k, d, hidden, C))
                          * active[..., None]).astype(np.float32)
     if n_trees:
-        parent_slots = np.swapaxes(parents[:, slot_column, :], 1, 2)  # [k, d, S]
         trees = _random_trees(rng, parent_slots, n_trees, tree_nodes, C, tree_depth)
         for name, arr in zip(("tree_feature", "tree_threshold", "tree_left", "tree_right",
                               "tree_value"), trees):

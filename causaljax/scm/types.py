@@ -7,6 +7,7 @@ ensemble is ``vmap``-ed by the sampler without retracing. Shapes use these lette
     m  empirical noise rows    S  input slots (encoded mechanism inputs, see below)
     C  output channels         H  MLP hidden units (0: no MLP anywhere)
     Q  quadratic slots (S or 0: no polynomial terms anywhere)
+    P  cubic monomials per node (0: no degree-3 terms anywhere)
     T  trees per node (0: no trees anywhere)       N  nodes per tree
 
 Values live in the *encoded space* of ``causaljax.data.Table``: numeric columns hold their raw
@@ -23,8 +24,12 @@ node's output bias or a boosted model's baseline lives there, with ``lin_w`` zer
 
     out_j(z) = z @ lin_w[j] + lin_b[j]                                   (linear / logistic)
              + einsum('a,b,abc->c', z_Q, z_Q, quad_w[j])                   (degree-2 polynomial)
+             + prod(z[cube_idx[j]], axis=-1) @ cube_w[j]                  (degree-3 monomials)
              + relu(z @ mlp_w1[j] + mlp_b1[j]) @ mlp_w2[j]                 (one-hidden-layer MLP)
              + sum_t tree_value[j, t, leaf_t(z)]                          (regression trees)
+
+A cubic monomial multiplies the three slots ``cube_idx[j, p]``; padding monomials have weight 0
+(and any index). Monomials reading a slot that is not a parent of node j are masked to zero.
 
 A tree is traversed from node 0: go to ``tree_left`` if ``z[tree_feature] <= tree_threshold``
 else ``tree_right``; a leaf points to itself on both sides, so ``tree_depth`` steps always
@@ -65,6 +70,8 @@ class SCM:
     lin_w: jax.Array  # f32[k, d, S, C]
     lin_b: jax.Array  # f32[k, d, C]
     quad_w: jax.Array  # f32[k, d, Q, Q, C]
+    cube_idx: jax.Array  # int32[k, d, P, 3]: slots multiplied by each degree-3 monomial
+    cube_w: jax.Array  # f32[k, d, P, C]: weight of each monomial per channel
     mlp_w1: jax.Array  # f32[k, d, S, H]
     mlp_b1: jax.Array  # f32[k, d, H]
     mlp_w2: jax.Array  # f32[k, d, H, C]
@@ -101,9 +108,11 @@ class SCM:
 
 
 def empty_families(k: int, d: int, n_slots: int, n_channels: int, *, hidden: int = 0,
-                   quad: bool = False, n_trees: int = 0, tree_nodes: int = 1) -> dict:
+                   quad: bool = False, n_cube: int = 0, n_trees: int = 0,
+                   tree_nodes: int = 1) -> dict:
     """Zero parameters for every mechanism family, for builders to fill in (NumPy arrays).
-    Tree nodes start as leaves (pointing to themselves) with value 0."""
+    ``n_cube`` monomials per node (P), all slot 0 with weight 0. Tree nodes start as leaves
+    (pointing to themselves) with value 0."""
     q = n_slots if quad else 0
     f32, i32 = np.float32, np.int32
     leaf = np.broadcast_to(np.arange(tree_nodes, dtype=i32), (k, d, n_trees, tree_nodes))
@@ -111,6 +120,8 @@ def empty_families(k: int, d: int, n_slots: int, n_channels: int, *, hidden: int
         lin_w=np.zeros((k, d, n_slots, n_channels), f32),
         lin_b=np.zeros((k, d, n_channels), f32),
         quad_w=np.zeros((k, d, q, q, n_channels), f32),
+        cube_idx=np.zeros((k, d, n_cube, 3), i32),
+        cube_w=np.zeros((k, d, n_cube, n_channels), f32),
         mlp_w1=np.zeros((k, d, n_slots, hidden), f32),
         mlp_b1=np.zeros((k, d, hidden), f32),
         mlp_w2=np.zeros((k, d, hidden, n_channels), f32),
@@ -167,12 +178,14 @@ def check_shapes(scm: SCM) -> None:
     C = scm.lin_w.shape[-1]
     H = scm.mlp_w1.shape[-1]
     Q = scm.quad_w.shape[2]
+    P = scm.cube_w.shape[2]
     T, N = scm.tree_feature.shape[2:]
     m = scm.noise.shape[1]
     expected = dict(
         parents=(k, d, d), order=(k, d), depth=(k,), kind=(k, d), n_levels=(k, d),
         is_integer=(k, d), noise=(k, m, d), slot_column=(k, S), slot_level=(k, S),
-        lin_w=(k, d, S, C), lin_b=(k, d, C), quad_w=(k, d, Q, Q, C), mlp_w1=(k, d, S, H),
+        lin_w=(k, d, S, C), lin_b=(k, d, C), quad_w=(k, d, Q, Q, C), cube_idx=(k, d, P, 3),
+        cube_w=(k, d, P, C), mlp_w1=(k, d, S, H),
         mlp_b1=(k, d, H), mlp_w2=(k, d, H, C), tree_feature=(k, d, T, N),
         tree_threshold=(k, d, T, N), tree_left=(k, d, T, N), tree_right=(k, d, T, N),
         tree_value=(k, d, T, N, C),
@@ -181,7 +194,7 @@ def check_shapes(scm: SCM) -> None:
         got = tuple(getattr(scm, name).shape)
         if got != shape:
             raise ValueError(f"SCM.{name} has shape {got}, expected {shape} "
-                             f"(k={k}, d={d}, m={m}, S={S}, C={C}, H={H}, Q={Q}, T={T}, N={N})")
+                             f"(k={k}, d={d}, m={m}, S={S}, C={C}, H={H}, Q={Q}, P={P}, T={T}, N={N})")
     if k == 0:
         raise ValueError("SCM holds no models (k = 0)")
     if Q not in (0, S):
@@ -223,6 +236,9 @@ def validate(scm: SCM) -> None:
     slot_column = np.asarray(scm.slot_column)
     if S and (slot_column.min() < 0 or slot_column.max() >= d):
         raise ValueError("SCM.slot_column points outside the columns")
+    cube_idx = np.asarray(scm.cube_idx)
+    if cube_idx.size and (cube_idx.min() < 0 or cube_idx.max() >= S):
+        raise ValueError("SCM.cube_idx points outside the input slots")
     if T:
         feat = np.asarray(scm.tree_feature)
         if feat.min() < 0 or feat.max() >= S:
@@ -235,7 +251,7 @@ def validate(scm: SCM) -> None:
         feeds = parents[s_idx, slot_column[s_idx, feat], j_idx]  # [k, d, T, N]
         if (used & ~feeds).any():
             raise ValueError("a tree splits on a slot that is not a parent of its node")
-    for name in ("noise", "lin_w", "lin_b", "quad_w", "mlp_w1", "mlp_b1", "mlp_w2",
+    for name in ("noise", "lin_w", "lin_b", "quad_w", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2",
                  "tree_threshold", "tree_value"):
         arr = np.asarray(getattr(scm, name))
         if not np.isfinite(arr).all():
@@ -248,7 +264,7 @@ def as_jax(scm: SCM) -> SCM:
         if name in ("parents", "is_integer"):
             return jnp.asarray(a, bool)
         if name in ("order", "depth", "kind", "n_levels", "slot_column", "slot_level",
-                    "tree_feature", "tree_left", "tree_right"):
+                    "cube_idx", "tree_feature", "tree_left", "tree_right"):
             return jnp.asarray(a, jnp.int32)
         return jnp.asarray(a, jnp.float32)
     static = ("tree_depth", "names")
