@@ -32,13 +32,15 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rng", default="key", choices=("key", "hash"),
+                    help="the sampler's uniforms: threefry from the key, or the counter hash")
     args = ap.parse_args(argv)
     cfg = PriorConfig(n_rows=args.rows, n_nodes=args.features + 1,
                       max_prior_features=args.features, hidden=args.hidden,
-                      min_rows=args.rows)  # other fields: the training defaults
+                      min_rows=args.rows, rng=args.rng)  # other fields: the training defaults
     rates = throughput(cfg, batch_size=args.batch, repeats=args.repeats)
     rate = rates["datasets_per_s"]
-    result = {"rows": args.rows, "features": args.features, "batch": args.batch,
+    result = {"rows": args.rows, "features": args.features, "batch": args.batch, "rng": args.rng,
               "device": jax.devices()[0].device_kind, "datasets_per_s": round(rate, 1),
               "datasets_per_cpu_s": round(rates["datasets_per_cpu_s"], 1),
               "tabpfn_v1_prior_datasets_per_s": TABPFN_V1_DATASETS_PER_S,

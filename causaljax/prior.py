@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causaljax.sampler import sample
+from causaljax.sampler import hash_uniform, sample
 from causaljax.scm.types import NUMERIC, ROOT, SCM
 
 MAX_FEATURES = 100
@@ -48,6 +48,7 @@ class PriorConfig:
     min_rows: int = 32  # fewest real rows in a dataset
     max_features: int = MAX_FEATURES  # feature slots of the model (padding)
     max_classes: int = MAX_CLASSES
+    rng: str = "hash"  # uniforms: "hash" (sampler.hash_uniform) or "key" (threefry; runs < v2)
 
 
 class Batch(NamedTuple):
@@ -64,10 +65,13 @@ class _Draws:
     """Slices of ONE flat uniform draw, handed out in order. One RNG call per dataset keeps
     the compiled program small (every jax.random call adds its own threefry code)."""
 
-    def __init__(self, key, sizes: dict):
+    def __init__(self, key, sizes: dict, rng: str = "key"):
         self.sizes = sizes
         total = sum(int(np.prod(s)) for s in sizes.values())
-        self.flat = jax.random.uniform(key, (total,), minval=1e-6, maxval=1.0 - 1e-6)
+        if rng == "key":  # in (0, 1): safe for logs and inverse CDFs
+            self.flat = jax.random.uniform(key, (total,), minval=1e-6, maxval=1.0 - 1e-6)
+        else:
+            self.flat = 1e-6 + (1.0 - 2e-6) * hash_uniform(key, (total,))
         self.offset = 0
 
     def __getitem__(self, name):
@@ -100,11 +104,11 @@ def _noise_pool(z_mxd, u_mxd, kind_d, scale_d):
     return pool * scale_d[None, :]
 
 
-def _one_scm(key, D: int, H: int, m: int) -> dict:
+def _one_scm(key, D: int, H: int, m: int, rng: str = "key") -> dict:
     """Fields of one random SCM (no k axis); nodes are in topological order 0..D-1."""
     u = _Draws(key, {"scalars": (4,), "edges": (D, D), "w_lin": (D, D), "w1": (D, D, H),
                      "b1": (D, H), "w2": (D, H), "node": (3, D), "pool_z": (m, D),
-                     "pool_u": (m, D)})
+                     "pool_u": (m, D)}, rng)
     density, nonlin, sigma0, p_int = u["scalars"]
     density = _log_between(density, 0.03, 0.5)
     upper = jnp.arange(D)[:, None] < jnp.arange(D)[None, :]
@@ -147,7 +151,7 @@ def _one_scm(key, D: int, H: int, m: int) -> dict:
 
 def random_scms(key, cfg: PriorConfig, k: int) -> SCM:
     """k random SCMs stacked in one pytree (all nodes numeric; roots draw from their pool)."""
-    fields = jax.vmap(lambda kk: _one_scm(kk, cfg.n_nodes, cfg.hidden, cfg.pool))(
+    fields = jax.vmap(lambda kk: _one_scm(kk, cfg.n_nodes, cfg.hidden, cfg.pool, cfg.rng))(
         jax.random.split(key, k))
     return SCM(**fields)
 
@@ -174,7 +178,7 @@ def _one_dataset(key, rows_NxD, cfg: PriorConfig):
     F, Fp, C = cfg.max_features, cfg.max_prior_features, cfg.max_classes
     u = _Draws(key, {"s": (12,), "target": (D,), "order": (D,), "props": (C,), "labels": (C,),
                      "is_cat": (Fp,), "n_lev": (Fp,), "thr": (Fp, C - 1), "codes": (Fp, C),
-                     "slots": (F,), "miss": (N, Fp)})
+                     "slots": (F,), "miss": (N, Fp)}, cfg.rng)
     s = u["s"]
     rows_NxD = jnp.nan_to_num(jnp.clip(rows_NxD, -1e4, 1e4))
     # real rows and the context / query split
@@ -233,7 +237,7 @@ def sample_batch(key, cfg: PriorConfig, batch_size: int) -> Batch:
     k_scm, k_rows, k_data = jax.random.split(key, 3)
     scm = random_scms(k_scm, cfg, batch_size)
     # f32[B, N, D] from the project's compiled sampler; the walk is the fastest for MLP SCMs
-    rows = sample(scm, k_rows, cfg.n_rows, strategy="walk")
+    rows = sample(scm, k_rows, cfg.n_rows, strategy="walk", rng=cfg.rng, levels=(0,) * cfg.n_nodes)
     return make_datasets(k_data, rows, cfg)
 
 

@@ -100,13 +100,15 @@ def _node_value(kind, out_nxc, eps_n, u_n, n_levels, is_integer):
     return jnp.where(kind == ROOT, eps_n, jnp.where(kind == CATEGORICAL, categorical, numeric))
 
 
-def _walk(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
-    """Topological walk for ONE SCM (no k axis)."""
+def _walk(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tuple | None = None):
+    """Topological walk for ONE SCM (no k axis). With a static layout (``levels``) the inputs
+    are encoded by static slices (all-numeric: the rows themselves) instead of gathers."""
     n, d = eps_nxd.shape
 
     def visit(t, x_nxd):
         j = scm.order[t]
-        z = encode_slots(x_nxd, scm.slot_column, scm.slot_level)
+        z = (encode_slots(x_nxd, scm.slot_column, scm.slot_level) if levels is None
+             else x_nxd if not any(levels) else _encode_typed(x_nxd, levels))
         value = _node_value(scm.kind[j], node_outputs(scm, j, z), eps_nxd[:, j], u_nxd[:, j],
                             scm.n_levels[j], scm.is_integer[j])
         value = jnp.where(do_mask_d[j], do_value_d[j], value)
@@ -299,7 +301,7 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
                              "tree parameters) with a static column layout (levels=...)")
         one_scm = functools.partial(_typed_solve, levels=tuple(levels))
     elif strategy == "walk":
-        one_scm = _walk
+        one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
     elif levels is not None:
         one_scm = functools.partial(_typed_parallel, levels=tuple(levels))
     else:
@@ -365,26 +367,35 @@ def _is_traced(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
 
 
-def _plan(scm: SCM, strategy: str) -> tuple[str, tuple | None]:
+def _plan(scm: SCM, strategy: str, levels: tuple | None = None) -> tuple[str, tuple | None]:
     """Resolve ``strategy="auto"``: the closed-form solve for SCMs whose mechanisms are all
     linear / logistic (fastest measured there), else the topological walk (heavier mechanisms
-    would be evaluated ``depth`` times per node in a sweep)."""
+    would be evaluated ``depth`` times per node in a sweep). Also the static column layout
+    (``levels`` as given for a traced SCM, else read from a concrete one; None if unknown)."""
     if strategy not in STRATEGIES + ("auto",):
         raise ValueError(f"strategy must be 'auto' or one of {STRATEGIES}, got {strategy!r}")
-    levels = static_levels(scm) if strategy != "walk" else None
+    found = static_levels(scm)
+    if levels is not None:
+        levels = tuple(int(L) for L in levels)
+        if len(levels) != scm.d or (found is not None and found != levels):
+            raise ValueError(f"levels={levels} does not match the SCM's column layout {found}")
+    levels = levels if levels is not None else found
     if strategy == "auto":
         strategy = "solve" if levels is not None and linear_only(scm) else "walk"
-    return strategy, (levels if strategy in ("parallel", "solve") else None)
+    return strategy, levels
 
 
 def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table=None,
-           strategy: str = "auto", weights=None, rng: str = "key") -> jax.Array:
+           strategy: str = "auto", weights=None, rng: str = "key",
+           levels: tuple | None = None) -> jax.Array:
     """Draw n rows from each of the k SCMs: f32[k, n, d] in the Table's encoded column order.
 
     ``do={column: value}`` fixes a node and cuts its parents. ``weights`` (k,) instead returns
     f32[n, d]: n rows split across the k SCMs by weight (see ``sample_mixture``).
     ``strategy``: "auto" (solve for linear/logistic SCMs, else walk), "walk", "parallel" or
     "solve". ``rng``: "key" (the key's JAX generator) or "hash" (``hash_uniform``, faster on CPU).
+    ``levels``: the column layout (level count per column, slots as ``slots_for``) of an SCM
+    traced inside ``jit``, so the draw can still specialise on it (read from concrete SCMs).
     Callable inside ``jax.jit``; compiled once per shape. With several local devices and
     concrete inputs the draw is sharded over them (same values as one device)."""
     check_shapes(scm)
@@ -393,12 +404,12 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    strategy, levels = _plan(scm, strategy)
+    strategy, levels = _plan(scm, strategy, levels)
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     if weights is not None:
         return sample_mixture(scm, key, int(n), weights, do=do, table=table, strategy=strategy,
-                              rng=rng)
+                              rng=rng, levels=levels)
     do_mask, do_value = intervention_arrays(scm, do, table)
     if n == 0:
         return jnp.zeros((scm.k, 0, scm.d), jnp.float32)

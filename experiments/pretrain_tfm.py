@@ -136,7 +136,8 @@ def load_run(out: str):
         run = json.load(f)
     tc = run["train"]
     tc["row_buckets"] = tuple(tc["row_buckets"])
-    return ModelConfig(**run["model"]), TrainConfig(**tc), PriorConfig(**run["prior"])
+    prior = {"rng": "key", **run["prior"]}  # runs written before the rng option used threefry
+    return ModelConfig(**run["model"]), TrainConfig(**tc), PriorConfig(**prior)
 
 
 def export(run_dir: str, dest: str) -> None:
