@@ -162,3 +162,20 @@ def test_summary_table():
     assert t.loc["causalmix", "mean_rank"] == 1 and t.loc["zeroshot", "mean_rank"] == 3
     assert t.loc["causalmix", "win_vs_real"] == 1.0
     assert "| causalmix | 1 |" in summary_markdown(df)
+
+
+def test_volume_study_drops_caches_when_the_dataset_changes(monkeypatch):
+    """Long studies must not keep every dataset's generators and compiled programs alive."""
+    import jax
+
+    from causaljax.eval.volume import VolumeStudy
+
+    cleared = []
+    monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(1))
+    study = VolumeStudy({}, params=None, mc=None)
+    study._enter("a")
+    study._sources["a-fold0"] = object()
+    study._enter("a")  # same dataset: kept
+    assert "a-fold0" in study._sources and not cleared
+    study._enter("b")
+    assert not study._sources and not study._tasks and cleared == [1]

@@ -49,6 +49,18 @@ class VolumeStudy:
         self.tables, self.params, self.mc = tables, params, mc
         self.generator_options = generator_options or {}
         self._tasks, self._zero, self._sources = {}, {}, {}
+        self._dataset = None
+
+    def _enter(self, dataset: str) -> None:
+        """Drop the cached generators and compiled programs of the previous dataset. A long
+        study otherwise accumulates thousands of XLA executables (each fold's SCMs have their
+        own shapes) until LLVM cannot map more memory (seen after ~30 min on a CPU)."""
+        if dataset != self._dataset:
+            if self._dataset is not None:
+                self._sources.clear()
+                self._tasks.clear()
+                jax.clear_caches()
+            self._dataset = dataset
 
     # ---- cached pieces, keyed by (dataset, fold, ...) ----
     def split(self, cfg):
@@ -122,6 +134,7 @@ class VolumeStudy:
 
     def run(self, cfg: dict) -> dict:
         t0 = time.perf_counter()
+        self._enter(cfg["dataset"])
         m = methods_lib.get(cfg["method"])
         if not m.finetune:
             row = self._row(cfg)
@@ -138,6 +151,7 @@ class VolumeStudy:
         """The runs of ``cfgs`` (the same configuration on several folds) as one vmapped
         program (``finetune.batched.finetune_runs``); ``seconds`` is the group's time / R."""
         t0 = time.perf_counter()
+        self._enter(cfgs[0]["dataset"])
         m = methods_lib.get(cfgs[0]["method"])
         if not m.finetune:
             return [self.run(c) for c in cfgs]
