@@ -8,8 +8,10 @@ For every dataset that fits the TFM (<= 100 features, <= 10 classes) and n_train
 rows): the TFM (TFMClassifier, training rows as context, no gradient step), logistic
 regression (standardized, categorical columns one-hot), random forest and histogram gradient
 boosting (categorical columns as codes) are scored by ROC-AUC on the test rows (one-vs-rest
-macro average for multiclass). Writes --out (CSV: dataset, n_train, fold, model, roc_auc) and
-prints the median / mean per model and n_train.
+macro average for multiclass). Writes --out (CSV: dataset, n_train, fold, model, roc_auc,
+seconds), rewritten atomically after every (dataset, n_train), so a rerun with the same --out
+resumes where an interrupted run stopped; then the table ``<out>.md`` (median / mean ROC-AUC
+and mean rank per model and n_train) and the plot ``<out>.png``.
 """
 
 from __future__ import annotations
@@ -69,8 +71,13 @@ def main(argv=None):
     spec = suite()
     fits = (spec.features <= MAX_FEATURES) & (spec.classes <= MAX_CLASSES)
     names = args.datasets or spec.name[fits].tolist()
-    rows = []
+    columns = ["dataset", "n_train", "fold", "model", "roc_auc", "seconds"]
+    rows = (list(pd.read_csv(args.out).itertuples(index=False, name=None))
+            if os.path.exists(args.out) else [])
+    done_before = {(r[0], int(r[1])) for r in rows}
     for name in names:
+        if all((name, n) in done_before for n in args.n_train):
+            continue
         table = load(name)
         X = table.X.astype(np.float32)
         X_nan = X.copy()
@@ -79,6 +86,8 @@ def main(argv=None):
         n_classes = int(y.max()) + 1
         is_cat = table.is_categorical[table.feature_indices]
         for n_train in args.n_train:
+            if (name, n_train) in done_before:
+                continue
             try:
                 splits = low_data_splits(table, n_train, 0, args.folds, seed=0)
             except ValueError as e:
@@ -102,18 +111,72 @@ def main(argv=None):
                         full[:, est.classes_] = est.predict_proba(X[te])
                         rows.append((name, n_train, fold, model,
                                      roc_auc(y[te], full, n_classes), time.perf_counter() - t0))
-            done = pd.DataFrame(rows, columns=["dataset", "n_train", "fold", "model", "roc_auc",
-                                               "seconds"])
+            done = save(rows, columns, args.out)
             cur = done[(done.dataset == name) & (done.n_train == n_train)]
             print(name, n_train, cur.groupby("model").roc_auc.mean().round(3).to_dict(),
                   flush=True)
-    df = pd.DataFrame(rows, columns=["dataset", "n_train", "fold", "model", "roc_auc", "seconds"])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    df.to_csv(args.out, index=False)
-    per_dataset = df.groupby(["n_train", "model", "dataset"]).roc_auc.mean()
-    summary = per_dataset.groupby(["n_train", "model"]).agg(["median", "mean", "count"])
+    df = save(rows, columns, args.out)
+    summary = summarize(df)
+    stem = os.path.splitext(args.out)[0]
+    with open(stem + ".md", "w") as f:
+        f.write(f"# Zero-shot ROC-AUC ({args.checkpoint}; mean over folds per dataset)\n\n"
+                + markdown(summary) + "\n")
+    plot(df, stem + ".png")
     print(summary.round(4).to_string())
     return df
+
+
+def save(rows: list, columns: list, path: str) -> pd.DataFrame:
+    """All rows so far as a frame, written to ``path`` atomically (temp file + rename)."""
+    df = pd.DataFrame(rows, columns=columns)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    df.to_csv(path + ".tmp", index=False)
+    os.replace(path + ".tmp", path)
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (n_train, model): median / mean over datasets of the fold-mean ROC-AUC, the number
+    of datasets, and the mean rank among the models (1 = best) over datasets."""
+    per_dataset = df.groupby(["n_train", "model", "dataset"]).roc_auc.mean()
+    ranks = per_dataset.groupby(["n_train", "dataset"]).rank(ascending=False)
+    out = per_dataset.groupby(["n_train", "model"]).agg(["median", "mean", "count"])
+    out["mean_rank"] = ranks.groupby(["n_train", "model"]).mean()
+    return out
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table (no extra dependency)."""
+    lines = ["| n_train | model | median | mean | datasets | mean rank |", "|---|---|---|---|---|---|"]
+    for (n_train, model), r in summary.iterrows():
+        lines.append(f"| {n_train} | {model} | {r['median']:.4f} | {r['mean']:.4f} | "
+                     f"{int(r['count'])} | {r['mean_rank']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(df: pd.DataFrame, path: str) -> None:
+    """Median ROC-AUC over datasets vs n_train per model, with the per-dataset means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_dataset = df.groupby(["n_train", "model", "dataset"]).roc_auc.mean().reset_index()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    models = sorted(per_dataset.model.unique())
+    for i, model in enumerate(models):
+        g = per_dataset[per_dataset.model == model]
+        offset = 1 + 0.04 * (i - (len(models) - 1) / 2)  # spread the points on the log axis
+        ax.scatter(g.n_train * offset, g.roc_auc, s=8, alpha=0.35, color=f"C{i}")
+        med = g.groupby("n_train").roc_auc.median()
+        ax.plot(med.index * offset, med.values, "o-", color=f"C{i}", label=model)
+    ax.set(xscale="log", xlabel="training rows (n_train)", ylabel="ROC-AUC",
+           title="Zero-shot TFM vs baselines (median over datasets)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""Smoke test of experiments/zero_shot.py: table, plot, and resume without recomputation."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("zero_shot", ROOT / "experiments" / "zero_shot.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_zero_shot_writes_table_plot_and_resumes(tmp_path):
+    mod = _script()
+    out = tmp_path / "zs.csv"
+    args = ["--datasets", "iris", "--n-train", "32", "--folds", "2", "--n-estimators", "1",
+            "--out", str(out)]
+    df = mod.main(args)
+    assert set(df.model) == {"tfm", "logistic_regression", "random_forest",
+                             "hist_gradient_boosting"}
+    assert len(df) == 8 and df.roc_auc.between(0, 1).all()
+    table = (tmp_path / "zs.md").read_text()
+    assert "| 32 | tfm |" in table and "mean rank" in table
+    assert (tmp_path / "zs.png").stat().st_size > 0
+    again = mod.main(args)  # resumes: nothing recomputed, same rows
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), pd.read_csv(out))
+    assert (again.seconds.to_numpy() == df.seconds.to_numpy()).all()
