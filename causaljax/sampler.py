@@ -262,7 +262,7 @@ def _typed_solve(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tuple)
 
     # first solve: only cut nodes and categorical roots are known; after it every node with no
     # nonlinear ancestor is final, and each round finalises one more nonlinear level
-    known_start = jnp.where(cut[None], do_num, 0.0) * jnp.ones_like(eps_num)
+    known_start = jnp.broadcast_to(jnp.where(cut[None], do_num, 0.0), eps_num.shape)
     start = solve(known_start, {j: jnp.where(do_mask_d[j], do_value_d[j],
                                              jnp.where(scm.kind[j] == ROOT, eps_nxd[:, j], 0.0))[:, None]
                                 for j, L in enumerate(levels) if L})

@@ -271,3 +271,35 @@ def test_nonlinear_depth_counts_categorical_and_rounded_nodes_on_a_path():
     nonlinear = [j for j in range(5) if kind[j] != ROOT and (levels[j] > 0 or integer[j])]
     assert len(nonlinear) >= 2
     assert int(sampler.nonlinear_depth(one)) == len(nonlinear)
+
+
+def test_hash_uniforms_pass_uniformity_and_independence_tests():
+    """rng="hash" against independent answers at a fixed false-alarm rate (alpha = 1e-3 per
+    test): KS vs U(0, 1); lag-1 and across-key correlations within the normal bound; the
+    counts of the 2000 pool indices (how the sampler uses it) by a chi-square test."""
+    n = 200_000
+    u = np.asarray(sampler.hash_uniform(jax.random.key(0), (n,)), np.float64)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    z = stats.norm.ppf(1 - 1e-3 / 2)  # two-sided bound of a correlation under independence
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < z / np.sqrt(n)
+    other = np.asarray(sampler.hash_uniform(jax.random.key(1), (n,)), np.float64)
+    assert abs(np.corrcoef(u, other)[0, 1]) < z / np.sqrt(n)
+    # neighbouring keys (fold_in of steps, as the fine-tuning loop draws them) too
+    step = np.asarray(sampler.hash_uniform(jax.random.fold_in(jax.random.key(0), 1), (n,)))
+    assert abs(np.corrcoef(u, step)[0, 1]) < z / np.sqrt(n)
+    counts = np.bincount(np.minimum((u * 2000).astype(int), 1999), minlength=2000)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # a draw is a pure function of the key: the same key gives the same cells
+    again = np.asarray(sampler.hash_uniform(jax.random.key(0), (n,)), np.float64)
+    np.testing.assert_array_equal(u, again)
+
+
+def test_hash_rng_draws_match_reference_marginals():
+    """sample(rng="hash") draws the same distribution as the default generator (two-sample
+    KS per column, alpha = 1e-3 with Bonferroni over columns)."""
+    scm = make_scm(seed=9, k=1, n_levels=(0, 0, 3, 0, 0), hidden=4)
+    a = np.asarray(sampler.sample(scm, jax.random.key(1), 4000, rng="hash"))[0]
+    b = np.asarray(sampler.sample(scm, jax.random.key(2), 4000, rng="key"))[0]
+    for j in range(a.shape[1]):
+        assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-3 / a.shape[1], j

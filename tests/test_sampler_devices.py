@@ -12,14 +12,16 @@ SCRIPT = textwrap.dedent("""
     assert jax.local_device_count() == 8, jax.devices()
     from causaljax import sampler
     from scm_factory import make_scm
-    for k, n, hidden in ((8, 40, 4), (3, 64, 4), (8, 16, 0), (3, 24, 0)):  # SCMs, then rows
+    cases = ((8, 40, 4, "key"), (3, 64, 4, "key"), (8, 16, 0, "key"), (3, 24, 0, "key"),
+             (8, 16, 0, "hash"), (3, 24, 4, "hash"))  # SCMs split, then rows split
+    for k, n, hidden, rng in cases:
         scm = make_scm(seed=k, k=k, hidden=hidden, n_levels=(0, 2, 0, 0))
         key = jax.random.key(7)
-        sharded = sampler.sample(scm, key, n)  # several devices -> sharded automatically
+        sharded = sampler.sample(scm, key, n, rng=rng)  # several devices -> sharded
         assert len(sharded.sharding.device_set) == 8, sharded.sharding
         strategy, levels = sampler._plan(scm, "auto")
         single = sampler._sample(scm, key, np.zeros(4, bool), np.zeros(4, np.float32),
-                                 n=n, strategy=strategy, levels=levels)
+                                 n=n, strategy=strategy, levels=levels, rng=rng)
         np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), rtol=1e-6, atol=1e-6)
     print("OK")
 """)
