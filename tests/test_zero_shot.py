@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,4 +30,5 @@ def test_zero_shot_writes_table_plot_and_resumes(tmp_path):
     assert (tmp_path / "zs.png").stat().st_size > 0
     again = mod.main(args)  # resumes: nothing recomputed, same rows
     pd.testing.assert_frame_equal(again.reset_index(drop=True), pd.read_csv(out))
-    assert (again.seconds.to_numpy() == df.seconds.to_numpy()).all()
+    # recomputed rows would have new timings; the CSV round trip only loses the last digits
+    np.testing.assert_allclose(again.seconds.to_numpy(), df.seconds.to_numpy(), rtol=1e-9)
