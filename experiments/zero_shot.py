@@ -64,6 +64,8 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--n-estimators", type=int, default=4)
+    ap.add_argument("--preprocessing", nargs="*", default=["none", "quantile"],
+                    help="feature transforms the TFM's ensemble members cycle through")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", default="results/zero_shot.csv")
     args = ap.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv=None):
                 tr, te = split.train, split.test
                 t0 = time.perf_counter()
                 clf = TFMClassifier(args.checkpoint, n_estimators=args.n_estimators,
-                                    random_state=fold)
+                                    random_state=fold, preprocessing=tuple(args.preprocessing))
                 p = clf.fit(X_nan[tr], y[tr]).predict_proba(X_nan[te])
                 full = np.zeros((len(te), n_classes))
                 full[:, clf.classes_] = p

@@ -181,7 +181,8 @@ def _golden_input():
 
 def _golden_probs():
     x_ctx, y_ctx, x_q = _golden_input()
-    clf = TFMClassifier(n_estimators=2, random_state=0).fit(x_ctx, y_ctx)
+    clf = TFMClassifier(n_estimators=2, random_state=0, preprocessing=("none",))
+    clf.fit(x_ctx, y_ctx)
     return clf.predict_proba(x_q)
 
 
@@ -237,6 +238,27 @@ def test_context_subsampling_ensemble_and_query_batching():
     again = TFMClassifier(n_estimators=3, max_context=64, query_batch=100, random_state=1)
     np.testing.assert_allclose(again.fit(x[:200], y[:200]).predict_proba(x[200:]), p, atol=1e-5)
     assert (p.argmax(1) == y[200:]).mean() > 0.85
+
+
+def test_quantile_member_sees_normal_scores_of_the_context():
+    """A "quantile" member equals a "none" member fed the features pre-mapped to normal scores
+    by sklearn's QuantileTransformer fitted on the context rows only."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    x, y = _blobs(150, seed=3)
+    x[:, 0] = np.exp(x[:, 0])  # skewed feature
+    qt = QuantileTransformer(n_quantiles=100, output_distribution="normal").fit(x[:100])
+    p_q = TFMClassifier(n_estimators=1, preprocessing=("quantile",)).fit(
+        x[:100], y[:100]).predict_proba(x[100:])
+    p_ref = TFMClassifier(n_estimators=1, preprocessing=("none",)).fit(
+        qt.transform(x[:100]), y[:100]).predict_proba(qt.transform(x[100:]))
+    np.testing.assert_allclose(p_q, p_ref, atol=1e-5)
+    # one query's transform never depends on the other queries
+    p_one = TFMClassifier(n_estimators=1, preprocessing=("quantile",)).fit(
+        x[:100], y[:100]).predict_proba(x[100:101])
+    np.testing.assert_allclose(p_one, p_q[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="preprocessing must be"):
+        TFMClassifier(preprocessing=("log",)).fit(x[:100], y[:100])
 
 
 def test_limits_raise_clear_errors():
