@@ -168,7 +168,8 @@ def _discretize_by_rank(values_N, valid_N, cum_props):
     """Class index of each row from its rank among valid rows and cumulative proportions."""
     n_valid = jnp.maximum(valid_N.sum(), 1)
     v = jnp.where(valid_N, values_N, jnp.inf)
-    rank = jnp.argsort(jnp.argsort(v))
+    order = jnp.argsort(v)  # one sort; its inverse permutation is the rank (argsort twice)
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
     q = (rank.astype(jnp.float32) + 0.5) / n_valid
     return (q[:, None] >= cum_props[None, :]).sum(-1)
 
