@@ -62,7 +62,7 @@ def configs(args):
     else:
         mc = ModelConfig(width=args.width, depth=args.depth, heads=args.heads)
         tc = TrainConfig(total_steps=args.steps, lr=args.lr, warmup=min(300, args.steps // 10),
-                         tokens_per_step=args.tokens, row_buckets=(128, 128, 256, 256, 512),
+                         tokens_per_step=args.tokens, row_buckets=tuple(args.row_buckets),
                          seed=args.seed)
         pc = PriorConfig()
     return mc, tc, pc
@@ -176,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--tokens", type=int, default=3072, help="rows per step (batch x rows)")
+    ap.add_argument("--row-buckets", type=int, nargs="+", default=[128, 128, 256, 256, 512],
+                    help="rows per prior dataset, one drawn per step (context + queries)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out)
