@@ -1,6 +1,7 @@
 """scm.fit against independent answers: least squares, sklearn's logistic regression, held-out
 losses, and (through the sampler) the data's own correlations and marginals."""
 
+import importlib
 from types import SimpleNamespace
 
 import jax
@@ -15,6 +16,7 @@ from causaljax.scm import CATEGORICAL, NUMERIC, ROOT, fit
 from causaljax.scm.mechanisms import categorical_probs, encode_slots, masked_params, node_outputs
 
 KEY = jax.random.key(0)
+FIT = importlib.import_module("causaljax.scm.fit")  # the module (causaljax.scm.fit is the function)
 
 
 def adjacency(d, edges, k=1):
@@ -239,3 +241,103 @@ def test_trees_on_a_categorical_node_with_a_one_row_level():
     assert int(scm.kind[0, 1]) == CATEGORICAL
     probs = categorical_probs(outputs(scm, 0, 1, table.values), 3)
     assert np.isfinite(np.asarray(probs)).all()
+
+
+# ----------------------------------------------------------------------------- compiled solvers
+def chunk_frame(n, seed):
+    """Enough distinct (node, parent set) tasks, numeric and categorical, to fill chunks."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    g = np.array(["p", "q", "r"])[(x[:, 0] > -0.4).astype(int) + (x[:, 1] > 0.6)]
+    y = np.sin(x[:, 0]) + x[:, 1] * x[:, 2] + (g == "q") + 0.2 * rng.normal(size=n)
+    t = (y + rng.normal(size=n) > 0).astype(int)
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "e": x[:, 3], "g": g, "y": y,
+                         "t": t})
+
+
+def chunk_dags(k, seed):
+    """k random DAGs over the 7 columns of ``chunk_frame`` (edges follow the column order)."""
+    rng = np.random.default_rng(seed)
+    return np.triu(rng.random((k, 7, 7)) < 0.4, 1)
+
+
+@pytest.mark.parametrize("family", ["linear", "mlp"])
+def test_chunk_size_does_not_change_the_fit(monkeypatch, family):
+    """Tasks are fitted in fixed-size chunks (the last one padded): one chunk holding every
+    task (unchunked) and chunks of 3 give the same parameters, to float tolerance."""
+    table = Table.from_pandas(chunk_frame(300, 10), target="t")
+    dags = chunk_dags(4, 11)
+    fits = {}
+    for chunk in (64, 3):
+        monkeypatch.setattr(FIT, "CHUNK", chunk)
+        fits[chunk] = fit(table, dags, key=KEY, families=(family,), mlp_steps=60)
+    U = len(fit(table, dags, key=KEY, families=("linear",), return_info=True)[1]["node"])
+    assert U > 3 and U % 3  # several chunks, the last one padded
+    for name in ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2", "noise"):
+        np.testing.assert_allclose(np.asarray(getattr(fits[3], name)),
+                                   np.asarray(getattr(fits[64], name)), rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+
+
+def test_fit_compiles_each_solver_once_per_table():
+    """Task counts do not reach XLA: another key and other DAGs on the same table (other task
+    counts, another family choice) compile nothing new; a fit compiles at most the two
+    solvers (fewer if an earlier test already compiled them for this table's shapes)."""
+    table = Table.from_pandas(chunk_frame(200, 12), target="t")
+    compiles = []
+
+    def listen(name, _duration, **_kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+
+    keys = [jax.random.key(s) for s in range(3)]  # created before counting
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fit(table, chunk_dags(6, 13), key=keys[0], families=("linear", "mlp"), mlp_steps=30)
+        first = len(compiles)
+        fit(table, chunk_dags(3, 14), key=keys[1], families=("linear", "mlp"), mlp_steps=30)
+        fit(table, chunk_dags(9, 15), key=keys[2], families=("mlp", "linear"), mlp_steps=30)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert first <= 2
+    assert len(compiles) == first
+
+
+def test_newton_softmax_regression_has_converged():
+    """The damped Newton steps of the linear family reach the optimum: more steps change
+    nothing, and the categorical node's logits match a long sklearn fit (same L2)."""
+    table = Table.from_pandas(chunk_frame(400, 16), target="t")
+    dags = adjacency(7, [(0, 0, 4), (0, 1, 4)])  # g <- a, b
+    fits = [fit(table, dags, key=KEY, families=("linear",), logistic_steps=steps)
+            for steps in (25, 80)]
+    for name in ("lin_w", "lin_b"):
+        np.testing.assert_allclose(np.asarray(getattr(fits[0], name)),
+                                   np.asarray(getattr(fits[1], name)), atol=1e-4)
+    x = table.values
+    got = np.asarray(categorical_probs(outputs(fits[0], 0, 4, x), 3))[:, :3]
+    ref = LogisticRegression(C=1e4, max_iter=5000, tol=1e-10).fit(x[:, :2], x[:, 4])
+    np.testing.assert_allclose(got, ref.predict_proba(x[:, :2]), atol=5e-3)
+
+
+def test_tree_noise_pools_are_residuals_of_the_sampler_mechanism():
+    """The NumPy tree evaluation of the fit (held-out losses, noise pools) agrees with the
+    sampler's JAX mechanism: pools (m = n) are the residuals of ``node_outputs``."""
+    table = Table.from_pandas(step_frame(300, 17), target="t")
+    scm = fit(table, adjacency(5, [(0, 0, 2), (0, 0, 3)]), key=KEY, families=("trees",),
+              tree_max_iter=20)
+    x = table.values
+    for j in (2, 3):
+        residual = x[:, j] - outputs(scm, 0, j, x)[:, 0]
+        np.testing.assert_allclose(np.sort(np.asarray(scm.noise[0, :, j])), np.sort(residual),
+                                   atol=1e-4)
+
+
+def test_numpy_encoding_matches_encode_slots():
+    table = Table.from_pandas(chunk_frame(50, 18), target="t")
+    from causaljax.scm.types import slots_for
+
+    slot_column, slot_level = slots_for(np.asarray(table.n_levels))
+    want = encode_slots(jax.numpy.asarray(table.values), jax.numpy.asarray(slot_column),
+                        jax.numpy.asarray(slot_level))
+    np.testing.assert_array_equal(FIT._encode(table.values, slot_column, slot_level),
+                                  np.asarray(want))

@@ -14,9 +14,9 @@ Mechanism families (``families``), chosen per node by the loss on a held-out spl
 rows (MSE for numeric nodes, log-loss for categorical ones, as DoWhy's GOOD quality does with
 cross-validation), then refitted on all rows:
 
-    "linear"  ridge regression (closed form: one batched solve of the masked normal
-              equations for all nodes) / softmax regression (L-BFGS, vmapped over nodes)
-    "mlp"     one hidden ReLU layer, Adam, vmapped over nodes
+    "linear"  ridge regression (one Newton step: the normal equations) / softmax regression
+              (damped Newton), ``solvers.newton_glm``
+    "mlp"     one hidden ReLU layer, full-batch Adam, ``solvers.adam_mlp``
     "trees"   scikit-learn HistGradientBoosting (a loop over nodes), converted to arrays by
               ``causaljax.scm.trees``
 
@@ -27,6 +27,14 @@ Which rows a task is fitted on is a 0/1 row weight, so the training split and th
 on all rows share one compiled program. A node's MLP output bias and its trees' baseline live
 in ``lin_b`` (its ``lin_w`` stays zero); every other family's parameters of a node are zero.
 
+Compilation. A first fit compiles two XLA programs (the two solvers) and nothing else: the
+solvers take tasks in chunks of ``CHUNK`` (numeric and categorical tasks alike; the last chunk
+padded), so their shapes do not depend on how many tasks a family gets, and the host side
+(randomness from the key, held-out outputs, noise pools) is NumPy. Later fits with the same
+table shape (other keys, other DAGs with no larger parent set) compile nothing. The families
+fit in threads (sklearn's trees next to XLA). For repeated cold starts, JAX's persistent
+cache is opt-in: ``jax.config.update("jax_compilation_cache_dir", DIR)``.
+
 Degenerate columns -- constant numeric columns and categorical columns with fewer than two
 levels or a single observed level -- have nothing to learn: they become ROOTs (their incoming
 edges are dropped, with a warning), so sampling reproduces the constant exactly.
@@ -35,16 +43,14 @@ edges are dropped, with a warning), so sampling reproduces the constant exactly.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from causaljax.scm.mechanisms import encode_slots, tree_outputs
+from causaljax.scm.solvers import adam_mlp, newton_glm
 from causaljax.scm.trees import hgb_classifier_arrays, hgb_regressor_arrays, stack_trees
 from causaljax.scm.types import (
     CATEGORICAL,
@@ -62,6 +68,8 @@ FAMILIES = ("linear", "mlp", "trees")
 MIN_ROWS = 20
 ABSENT_LOGIT = -30.0  # logit of a valid level a tree classifier never saw in its rows
 _DENSE = ("lin_w", "lin_b", "mlp_w1", "mlp_b1", "mlp_w2")
+CHUNK = 8  # tasks per solver call: every call of a solver has the same shapes
+PARENT_SLOTS = 4  # the parent-slot axis P of the linear solver is a multiple of this
 
 
 # ----------------------------------------------------------------------------- checks
@@ -107,7 +115,8 @@ def _degenerate_columns(values, n_levels) -> np.ndarray:
 # ----------------------------------------------------------------------------- tasks
 @dataclass(frozen=True)
 class _Tasks:
-    """The unique (node, parent set) fitting problems of all k DAGs; U tasks, P slots max."""
+    """The unique (node, parent set) fitting problems of all k DAGs: U tasks, P parent slots
+    (the most any task has, rounded up to a multiple of PARENT_SLOTS: fewer solver shapes)."""
     node: np.ndarray  # int64[U]: column the task predicts
     mask: np.ndarray  # f32[U, S]: 1 on the input slots of the task's parents
     slots: np.ndarray  # int32[U, P]: the parent slots, padded with slot 0
@@ -126,7 +135,7 @@ def _unique_tasks(parents, kind, n_levels, slot_column) -> tuple[_Tasks, np.ndar
     task_of[s_idx, j_idx] = inverse.ravel()
     node = unique[:, 0].astype(np.int64)
     mask = unique[:, 1:].astype(bool)[:, slot_column]  # [U, S]
-    P = max(1, int(mask.sum(axis=1).max(initial=0)))
+    P = PARENT_SLOTS * max(1, -(-int(mask.sum(axis=1).max(initial=0)) // PARENT_SLOTS))
     slots = np.zeros((len(node), P), np.int32)
     slot_valid = np.zeros((len(node), P), np.float32)
     for u in range(len(node)):  # structural bookkeeping only, no fitting
@@ -136,13 +145,6 @@ def _unique_tasks(parents, kind, n_levels, slot_column) -> tuple[_Tasks, np.ndar
     return tasks, task_of
 
 
-def _padded(ids: np.ndarray, multiple: int = 8) -> np.ndarray:
-    """Pad a task-id list (repeating the first) to a multiple of 8, so the batched fitters
-    compile for few shapes (small problems: one shape for the selection and the refit)."""
-    size = multiple * max(1, math.ceil(len(ids) / multiple))
-    return np.concatenate([ids, np.full(size - len(ids), ids[0], ids.dtype)])
-
-
 def _scale(x_nxs, weight_n):
     """Mean and std (1 where constant) of every column over the rows with weight 1."""
     rows = x_nxs[weight_n > 0]
@@ -150,136 +152,79 @@ def _scale(x_nxs, weight_n):
     return rows.mean(axis=0).astype(np.float32), np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------- JAX kernels
-@jax.jit
-def _ridge_solve(zs_nxs, y_nxu, weight_n, mask_uxs, ridge):
-    """Ridge regression of every column of y on its masked standardized inputs (rows weighted
-    0/1, ``zs`` centred on those rows): one batched solve of (Zᵀ M Z / n + λ I) w = M Zᵀ y / n.
-    Slots outside the mask get w = 0. Returns (w f32[U, S], intercept f32[U])."""
-    S = zs_nxs.shape[1]
-    zw = zs_nxs * weight_n[:, None]
-    count = weight_n.sum()
-    gram = zw.T @ zs_nxs / count  # [S, S]
-    y_mean = weight_n @ y_nxu / count  # [U]
-    rhs = zw.T @ (y_nxu - y_mean[None, :]) / count  # [S, U]
-
-    def one(mask_s, rhs_s):
-        a = gram * mask_s[:, None] * mask_s[None, :] + ridge * jnp.eye(S)
-        return jnp.linalg.solve(a, rhs_s * mask_s)
-
-    return jax.vmap(one)(mask_uxs, rhs.T), y_mean
+def _encode(values_nxd, slot_column, slot_level) -> np.ndarray:
+    """NumPy twin of ``mechanisms.encode_slots``: encoded rows f32[n, d] -> inputs f32[n, S]."""
+    vals = values_nxd[:, slot_column]
+    return np.where(slot_level[None, :] < 0, vals, vals == slot_level[None, :]).astype(np.float32)
 
 
-def _forward(params, x_nxp):
-    """Standardized-space model of one task: softmax regression (no 'w2') or an MLP."""
-    if "w2" not in params:
-        return x_nxp @ params["w1"] + params["b"][None, :]
-    h = jax.nn.relu(x_nxp @ params["w1"] + params["b1"][None, :])
-    return h @ params["w2"] + params["b"][None, :]
+def _rng(seed, *path) -> np.random.Generator:
+    """An independent NumPy stream per ``path`` under the fit's key (``seed``: its key data).
+    Host-side randomness needs no XLA programs, so it compiles nothing."""
+    return np.random.default_rng([*seed, *path])
 
 
-def _task_loss(params, x_nxp, target_n, weight_n, valid_c, l2, categorical: bool):
-    """Row-weighted mean loss (log-loss over the valid levels, or squared error) + L2."""
-    out = _forward(params, x_nxp)  # [n, C]
-    if categorical:
-        logp = jax.nn.log_softmax(jnp.where(valid_c[None, :], out, -jnp.inf), axis=-1)
-        per_row = -jnp.take_along_axis(logp, target_n.astype(jnp.int32)[:, None], axis=1)[:, 0]
-    else:
-        per_row = (out[:, 0] - target_n) ** 2
-    data = weight_n @ per_row / weight_n.sum()
-    penalty = sum(jnp.sum(params[w] ** 2) for w in ("w1", "w2") if w in params)
-    return data + 0.5 * l2 * penalty
+def _chunked(solve, per_task: tuple, n_tasks: int):
+    """``solve(*chunk)`` on consecutive CHUNK-task slices of the per-task arrays (leading axis
+    n_tasks; the last slice padded by repeating the last task), so every call has the same
+    shapes and the solver compiles once. Returns the outputs (a pytree of arrays with a task
+    axis) concatenated and cut to n_tasks."""
+    outs = []
+    for start in range(0, n_tasks, CHUNK):
+        idx = np.minimum(np.arange(start, start + CHUNK), n_tasks - 1)
+        outs.append(solve(*(a[idx] for a in per_task)))  # dispatched asynchronously
+    return jax.tree.map(lambda *parts: np.concatenate([np.asarray(x) for x in parts])[:n_tasks],
+                        *outs)
 
 
-def _lbfgs(loss, params, steps: int):
-    opt = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def step(carry, _):
-        params, state = carry
-        value, grad = value_and_grad(params, state=state)
-        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
-        return (optax.apply_updates(params, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    return params
-
-
-def _adam(loss, params, steps: int, lr: float):
-    opt = optax.adam(lr)
-
-    def step(carry, _):
-        params, state = carry
-        updates, state = opt.update(jax.grad(loss)(params), state, params)
-        return (optax.apply_updates(params, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    return params
-
-
-@functools.partial(jax.jit, static_argnames=("hidden", "n_channels", "steps", "lr",
-                                             "categorical"))
-def _train(key, zs_nxs, target_nxu, weight_n, slots_uxp, slot_valid_uxp, valid_uxc, l2, *,
-           hidden: int, n_channels: int, steps: int, lr: float, categorical: bool):
-    """Fit U tasks at once (vmap) on standardized inputs: softmax regression by L-BFGS when
-    ``hidden == 0``, else a one-hidden-layer MLP by Adam. Each task reads only its P parent
-    slots. Returns params with axis U and first-layer weights scattered back to all S slots:
-    w1 [U, S, H or C] (zero off the parents), b1 [U, H], w2 [U, H, C], b [U, C]."""
-    S = zs_nxs.shape[1]
-    P = slots_uxp.shape[1]
-
-    def init(key_u, slot_valid_p):
-        if hidden == 0:
-            return {"w1": jnp.zeros((P, n_channels)), "b": jnp.zeros(n_channels)}
-        k1, k2 = jax.random.split(key_u)
-        fan_in = jnp.maximum(slot_valid_p.sum(), 1.0)
-        return {"w1": jax.random.normal(k1, (P, hidden)) * jnp.sqrt(2.0 / fan_in),
-                    "b1": jnp.zeros(hidden),
-                    "w2": jax.random.normal(k2, (hidden, n_channels)) / jnp.sqrt(hidden),
-                    "b": jnp.zeros(n_channels)}
-
-    def one(key_u, target_n, slots_p, slot_valid_p, valid_c):
-        x_nxp = zs_nxs[:, slots_p] * slot_valid_p[None, :]  # padding slots read 0
-        loss = functools.partial(_task_loss, x_nxp=x_nxp, target_n=target_n, weight_n=weight_n,
-                                 valid_c=valid_c, l2=l2, categorical=categorical)
-        params = init(key_u, slot_valid_p)
-        params = _lbfgs(loss, params, steps) if hidden == 0 else _adam(loss, params, steps, lr)
-        w1 = params["w1"] * slot_valid_p[:, None]
-        params["w1"] = jnp.zeros((S, w1.shape[1])).at[slots_p].add(w1)
-        return params
-
-    keys = jax.random.split(key, slots_uxp.shape[0])
-    return jax.vmap(one)(keys, target_nxu.T, slots_uxp, slot_valid_uxp, valid_uxc)
-
-
-@jax.jit
-def _raw_outputs(lin_w_uxsxc, lin_b_uxc, w1_uxsxh, b1_uxh, w2_uxhxc, z_nxs):
-    """Linear + MLP outputs of U tasks in the raw (encoded) input space: f32[U, n, C]."""
-    out = jnp.einsum("ns,usc->unc", z_nxs, lin_w_uxsxc) + lin_b_uxc[:, None]
-    if w1_uxsxh.shape[-1]:
-        h = jax.nn.relu(jnp.einsum("ns,ush->unh", z_nxs, w1_uxsxh) + b1_uxh[:, None])
-        out = out + jnp.einsum("unh,uhc->unc", h, w2_uxhxc)
+def _to_slots(w_uxpxc, slots_uxp, valid_uxp, n_slots: int) -> np.ndarray:
+    """Scatter per-parent weights f32[U, P, C] to all input slots: f32[U, S, C] (zero
+    elsewhere)."""
+    U, _, C = w_uxpxc.shape
+    out = np.zeros((U, n_slots, C), np.float32)
+    np.add.at(out, (np.arange(U)[:, None], slots_uxp), w_uxpxc * valid_uxp[:, :, None])
     return out
 
 
-@functools.partial(jax.jit, static_argnames="depth")
-def _tree_task_outputs(z_nxs, feature, threshold, left, right, value, depth: int):
-    """Sum of the trees of U tasks, f32[U, n, C] (lax.map over tasks keeps memory small)."""
-    return jax.lax.map(lambda t: tree_outputs(z_nxs, *t, depth),
-                       (feature, threshold, left, right, value))
+# ----------------------------------------------------------------------------- outputs
+def _dense_outputs(params: dict, z_nxs) -> np.ndarray:
+    """Linear + MLP outputs of U tasks in the raw (encoded) input space: f32[U, n, C]
+    (the maths of ``mechanisms.node_outputs``, in NumPy: no program to compile)."""
+    out = np.einsum("ns,usc->unc", z_nxs, params["lin_w"]) + params["lin_b"][:, None]
+    if params["mlp_w1"].shape[-1]:
+        h = np.maximum(np.einsum("ns,ush->unh", z_nxs, params["mlp_w1"])
+                       + params["mlp_b1"][:, None], 0.0)
+        out = out + np.einsum("unh,uhc->unc", h, params["mlp_w2"])
+    return out.astype(np.float32)
 
 
-def _losses(out_uxnxc, target_nxu, valid_uxc, categorical: bool) -> np.ndarray:
+def _tree_outputs(z_nxs, trees) -> np.ndarray:
+    """Sum of the leaf values of one task's trees: f32[n, C] (NumPy twin of
+    ``mechanisms.tree_outputs``: ``depth`` steps of go-left-iff-z <= threshold), on flat
+    indices: node i of tree t is entry t * N + i."""
+    T, N = trees.feature.shape
+    n, S = z_nxs.shape
+    tree_base = np.arange(T)[:, None] * N  # [T, 1]
+    row_base = np.arange(n)[None, :] * S  # [1, n]
+    feature, threshold, left, right = (np.ravel(a) for a in trees[:4])
+    z = np.ravel(z_nxs)
+    at = np.broadcast_to(tree_base, (T, n))  # [T, n]: every row starts at each root
+    for _ in range(trees.depth):
+        go_left = z[row_base + feature[at]] <= threshold[at]
+        at = tree_base + np.where(go_left, left[at], right[at])
+    return trees.value.reshape(T * N, -1)[at].sum(axis=0)
+
+
+def _losses(out_uxnxc, target_uxn, valid_uxc, categorical_u) -> np.ndarray:
     """Held-out loss per task: MSE (numeric, channel 0) or mean log-loss (categorical)."""
     out = np.asarray(out_uxnxc, np.float64)
-    target = np.asarray(target_nxu).T  # [U, n]
-    if not categorical:
-        return ((out[:, :, 0] - target) ** 2).mean(axis=1)
-    logits = np.where(valid_uxc[:, None, :], out, -np.inf)
+    mse = ((out[:, :, 0] - target_uxn) ** 2).mean(axis=1)
+    logits = np.where(valid_uxc[:, None, :] | ~categorical_u[:, None, None], out, -np.inf)
     logits = logits - logits.max(axis=-1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-    picked = np.take_along_axis(logp, target.astype(np.int64)[..., None], axis=-1)[..., 0]
-    return -np.maximum(picked, np.log(1e-15)).mean(axis=1)
+    code = np.clip(target_uxn.astype(np.int64), 0, out.shape[2] - 1)
+    picked = np.take_along_axis(logp, code[..., None], axis=-1)[..., 0]
+    return np.where(categorical_u, -np.maximum(picked, np.log(1e-15)).mean(axis=1), mse)
 
 
 # ----------------------------------------------------------------------------- families
@@ -309,84 +254,97 @@ def _empty_params(p: _Problem, U: int) -> dict:
                 "mlp_w2": np.zeros((U, H, C), np.float32), "trees": [None] * U}
 
 
-def _train_tasks(p: _Problem, ids, weight_n, key, categorical: bool, hidden: int):
-    """Run ``_train`` on the tasks ``ids`` (padded to a multiple of 8) with standardized inputs
-    (and standardized numeric targets). Returns (params, mu, sd, y_mean, y_sd, valid), all
-    with the padded task axis."""
+def _solver_inputs(p: _Problem, ids, weight_n):
+    """What both solvers read, for the tasks ``ids`` fitted on the rows of ``weight_n``:
+    standardized inputs zs f32[n, S] (mu, sd f32[S]), per-task targets f32[U, n] (numeric ones
+    standardized: y_mean, y_sd f32[U]; categorical ones the level codes) and the output
+    channels each task may use, level bool[U, C] (all of them for numeric tasks)."""
     mu, sd = _scale(p.z, weight_n)
-    zs = (p.z - mu) / sd
-    padded = _padded(ids)
-    target = p.targets(padded)
-    if categorical:
-        y_mean, y_sd = np.zeros(len(padded), np.float32), np.ones(len(padded), np.float32)
-    else:
-        y_mean, y_sd = _scale(target, weight_n)
-        target = (target - y_mean) / y_sd
-    valid = p.valid(padded)
-    steps, lr, l2 = ((p.opts["logistic_steps"], 0.0, p.opts["logistic_l2"]) if hidden == 0 else
-                     (p.opts["mlp_steps"], p.opts["mlp_lr"], p.opts["mlp_l2"]))
-    params = _train(key, zs, target, weight_n, p.tasks.slots[padded],
-                    p.tasks.slot_valid[padded], valid, l2, hidden=hidden,
-                    n_channels=p.n_channels, steps=steps, lr=lr, categorical=categorical)
-    params = {name: np.asarray(v) for name, v in params.items()}
-    return params, mu, sd, y_mean, y_sd, valid
+    categorical = p.tasks.categorical[ids]
+    target = p.targets(ids)  # [n, U]
+    y_mean, y_sd = _scale(target, weight_n)
+    y_mean, y_sd = np.where(categorical, 0.0, y_mean), np.where(categorical, 1.0, y_sd)
+    target = ((target - y_mean) / y_sd).T.astype(np.float32)
+    level = p.valid(ids) | ~categorical[:, None]
+    return (p.z - mu) / sd, mu, sd, target, y_mean, y_sd, level
 
 
-def _fit_linear(p: _Problem, ids, weight_n, key, categorical: bool):
-    """Ridge (numeric, closed form) or softmax regression (categorical) of the tasks ``ids``."""
-    U, C = len(ids), p.n_channels
-    if categorical:
-        params, mu, sd, _, _, valid = _train_tasks(p, ids, weight_n, key, True, hidden=0)
-        w_s = params["w1"][:U] * valid[:U, None, :]  # [U, S, C], standardized inputs
-        b_s = params["b"][:U] * valid[:U]
-    else:
-        mu, sd = _scale(p.z, weight_n)
-        padded = _padded(ids)
-        w, y_mean = _ridge_solve((p.z - mu) / sd, p.targets(padded), weight_n,
-                                 p.tasks.mask[padded], p.opts["ridge"])
-        w_s = np.zeros((U, p.z.shape[1], C), np.float32)
-        b_s = np.zeros((U, C), np.float32)
-        w_s[:, :, 0], b_s[:, 0] = np.asarray(w)[:U], np.asarray(y_mean)[:U]
-    out = _empty_params(p, U)
-    # fold the standardization: zs @ w + b == z @ (w / sd) + (b - (mu / sd) @ w)
-    out["lin_w"] = (w_s / sd[None, :, None]).astype(np.float32)
-    out["lin_b"] = (b_s - np.einsum("s,usc->uc", mu / sd, w_s)).astype(np.float32)
+def _fold_inputs(w_uxsxa, b_uxa, mu, sd):
+    """A first layer of standardized inputs -> one of raw inputs:
+    zs @ w + b == z @ (w / sd) + (b - (mu / sd) @ w)."""
+    return ((w_uxsxa / sd[None, :, None]).astype(np.float32),
+            (b_uxa - np.einsum("s,usa->ua", mu / sd, w_uxsxa)).astype(np.float32))
+
+
+def _unscale(w_uxaxc, b_uxc, y_mean, y_sd, categorical_u, level_uxc):
+    """Undo the numeric targets' standardization on a last layer (w [U, A, C], b [U, C]):
+    numeric tasks keep channel 0 only (times y_sd, plus y_mean), categorical ones their
+    level channels."""
+    channel0 = np.arange(b_uxc.shape[1]) == 0
+    keep = level_uxc & (categorical_u[:, None] | channel0[None, :])
+    scale = np.where(categorical_u, 1.0, y_sd)[:, None] * keep
+    shift = np.where(categorical_u, 0.0, y_mean)[:, None] * channel0[None, :]
+    return ((w_uxaxc * scale[:, None, :]).astype(np.float32),
+            (b_uxc * scale + shift).astype(np.float32))
+
+
+def _fit_linear(p: _Problem, ids, weight_n, rng):
+    """Ridge regression (numeric tasks: one Newton step is exact) and softmax regression
+    (categorical: ``logistic_steps`` damped Newton steps) of the tasks ``ids``."""
+    zs, mu, sd, target, y_mean, y_sd, level = _solver_inputs(p, ids, weight_n)
+    categorical = p.tasks.categorical[ids]
+    C, S = p.n_channels, p.z.shape[1]
+    w_p = np.zeros((len(ids),) + p.tasks.slots.shape[1:] + (C,), np.float32)  # [U, P, C]
+    b = np.zeros((len(ids), C), np.float32)
+    for cat in (False, True):  # numeric and categorical chunks: one Newton step vs many
+        sel = np.flatnonzero(categorical == cat)
+        if not len(sel):
+            continue
+        steps = p.opts["logistic_steps"] if cat else 1
+        l2 = np.full(len(sel), p.opts["logistic_l2"] if cat else p.opts["ridge"], np.float32)
+        solve = functools.partial(newton_glm, zs, weight_n, steps=steps, n_channels=C)
+        t = ids[sel]
+        w_p[sel], b[sel] = _chunked(solve, (p.tasks.slots[t], p.tasks.slot_valid[t],
+                                            target[sel], categorical[sel], level[sel], l2),
+                                    len(sel))
+    w, b = _fold_inputs(_to_slots(w_p, p.tasks.slots[ids], p.tasks.slot_valid[ids], S), b,
+                        mu, sd)
+    out = _empty_params(p, len(ids))
+    out["lin_w"], out["lin_b"] = _unscale(w, b, y_mean, y_sd, categorical, level)
     return out
 
 
-def _fit_mlp(p: _Problem, ids, weight_n, key, categorical: bool):
-    """One-hidden-layer ReLU MLP of the tasks ``ids`` (Adam, vmapped over tasks)."""
-    U = len(ids)
-    params, mu, sd, y_mean, y_sd, valid = _train_tasks(p, ids, weight_n, key, categorical,
-                                                       hidden=p.hidden)
-    w1, b1 = params["w1"][:U], params["b1"][:U]  # [U, S, H], [U, H]
-    w2, b2 = params["w2"][:U], params["b"][:U]  # [U, H, C], [U, C]
-    if categorical:
-        w2, b2 = w2 * valid[:U, None, :], b2 * valid[:U]
-    else:  # undo the target standardization; only channel 0 carries the output
-        y_mean, y_sd = y_mean[:U], y_sd[:U]
-        w2 = np.concatenate([w2[:, :, :1] * y_sd[:, None, None], 0 * w2[:, :, 1:]], axis=2)
-        b2 = np.concatenate([b2[:, :1] * y_sd[:, None] + y_mean[:, None], 0 * b2[:, 1:]], 1)
+def _fit_mlp(p: _Problem, ids, weight_n, rng):
+    """One-hidden-layer ReLU MLP of the tasks ``ids`` (full-batch Adam, chunks of tasks)."""
+    zs, mu, sd, target, y_mean, y_sd, level = _solver_inputs(p, ids, weight_n)
+    categorical = p.tasks.categorical[ids]
+    U, S, H, C = len(ids), p.z.shape[1], p.hidden, p.n_channels
+    mask = p.tasks.mask[ids]  # [U, S]
+    fan_in = np.maximum(mask.sum(axis=1), 1.0)[:, None, None]
+    w1 = (rng.standard_normal((U, S, H)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    w2 = (rng.standard_normal((U, H, C)) / np.sqrt(H)).astype(np.float32)
+    solve = functools.partial(adam_mlp, zs, weight_n, l2=p.opts["mlp_l2"], lr=p.opts["mlp_lr"],
+                              steps=p.opts["mlp_steps"])
+    params = _chunked(solve, (mask, target, categorical, level, w1, w2), U)
     out = _empty_params(p, U)
-    out["mlp_w1"] = (w1 / sd[None, :, None]).astype(np.float32)  # folded standardization
-    out["mlp_b1"] = (b1 - np.einsum("s,ush->uh", mu / sd, w1)).astype(np.float32)
-    out["mlp_w2"] = w2.astype(np.float32)
-    out["lin_b"] = b2.astype(np.float32)  # the MLP's output bias
+    out["mlp_w1"], out["mlp_b1"] = _fold_inputs(params["w1"], params["b1"], mu, sd)
+    out["mlp_w2"], out["lin_b"] = _unscale(params["w2"], params["b"], y_mean, y_sd, categorical,
+                                           level)  # the output bias lives in lin_b
     return out
 
 
-def _fit_trees(p: _Problem, ids, weight_n, key, categorical: bool):
+def _fit_trees(p: _Problem, ids, weight_n, rng):
     """scikit-learn HistGradientBoosting per task (a loop: it is sklearn), as SCM tree arrays.
     sklearn runs single-threaded by default: its OpenMP threads collapse on a shared CPU."""
     import sklearn.ensemble  # noqa: F401  (load its OpenMP runtime before limiting threads)
     from threadpoolctl import threadpool_limits
 
-    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    seed = int(rng.integers(0, 2**31 - 1))
     rows = np.flatnonzero(weight_n > 0)
     out = _empty_params(p, len(ids))
     with threadpool_limits(p.opts["tree_threads"]):
         for i, t in enumerate(ids):
-            fitted = _fit_tree_task(p, t, rows, categorical, seed)
+            fitted = _fit_tree_task(p, t, rows, p.tasks.categorical[t], seed)
             if fitted is not None:
                 out["trees"][i], out["lin_b"][i] = fitted
     return out
@@ -430,40 +388,37 @@ _FITTERS = {"linear": _fit_linear, "mlp": _fit_mlp, "trees": _fit_trees}
 
 
 def _task_outputs(p: _Problem, params: dict, rows) -> np.ndarray:
-    """Outputs of tasks (all families summed) on ``rows``: f32[U, n_rows, C], computed with the
-    same JAX code as the sampler's mechanisms (raw inputs, folded parameters)."""
-    z = jnp.asarray(p.z[rows])
-    out = np.array(_raw_outputs(*(params[name] for name in _DENSE), z))
-    have = [i for i, t in enumerate(params["trees"]) if t is not None]
-    if have:
-        stacked = stack_trees([params["trees"][i] for i in have], p.n_channels)
-        out[have] += np.asarray(_tree_task_outputs(z, *stacked[:5], depth=stacked.depth))
+    """Outputs of tasks (all families summed) on ``rows``: f32[U, n_rows, C], in the raw input
+    space with the folded parameters the sampler's mechanisms use."""
+    z = p.z[rows]
+    out = _dense_outputs(params, z)
+    for i, trees in enumerate(params["trees"]):
+        if trees is not None:
+            out[i] += _tree_outputs(z, trees)
     return out
 
 
-def _fit_family(p: _Problem, family: str, ids, weight_n, key, eval_rows=None):
-    """Fit ``family`` on the tasks ``ids`` (numeric and categorical ones separately) using the
-    rows with weight 1. Returns (params with axis len(ids), loss on ``eval_rows`` f64[len(ids)]
-    or None)."""
-    params = _empty_params(p, len(ids))
-    loss = np.full(len(ids), np.inf)
-    for categorical in (False, True):
-        sel = np.flatnonzero(p.tasks.categorical[ids] == categorical)
-        if len(sel) == 0:
-            continue
-        part = _FITTERS[family](p, ids[sel], weight_n, key, categorical)
-        for name in _DENSE:
-            params[name][sel] = part[name]
-        for i, t in zip(sel, part["trees"]):
-            params["trees"][i] = t
-        if eval_rows is not None:
-            out = _task_outputs(p, part, eval_rows)
-            part_loss = _losses(out, p.targets(ids[sel], eval_rows), p.valid(ids[sel]),
-                                categorical)
-            if family == "trees":  # a task without trees could not be fitted
-                part_loss[[t is None for t in part["trees"]]] = np.inf
-            loss[sel] = part_loss
-    return params, (loss if eval_rows is not None else None)
+def _fit_family(p: _Problem, family: str, ids, weight_n, rng, eval_rows=None):
+    """Fit ``family`` on the tasks ``ids`` using the rows with weight 1. Returns (params with
+    axis len(ids), loss on ``eval_rows`` f64[len(ids)] or None)."""
+    params = _FITTERS[family](p, ids, weight_n, rng)
+    if eval_rows is None:
+        return params, None
+    out = _task_outputs(p, params, eval_rows)
+    loss = _losses(out, p.targets(ids, eval_rows).T, p.valid(ids), p.tasks.categorical[ids])
+    if family == "trees":  # a task without trees could not be fitted
+        loss[[t is None for t in params["trees"]]] = np.inf
+    return params, loss
+
+
+def _fit_families(p: _Problem, jobs: dict, weight_n, eval_rows=None) -> dict:
+    """``_fit_family`` for each ``family: (ids, rng)`` of ``jobs``, each in its own thread:
+    sklearn (trees) and XLA (compiling and running the solvers) release the GIL for most of
+    their work, so the families overlap on a multi-core CPU."""
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        pending = {family: pool.submit(_fit_family, p, family, ids, weight_n, rng, eval_rows)
+                   for family, (ids, rng) in jobs.items()}
+        return {family: job.result() for family, job in pending.items()}
 
 
 def _take(params: dict, idx) -> dict:
@@ -473,7 +428,7 @@ def _take(params: dict, idx) -> dict:
 
 # ----------------------------------------------------------------------------- fit
 def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: bool = True,
-        max_noise_rows: int = 2048, ridge: float = 1e-4, logistic_steps: int = 50,
+        max_noise_rows: int = 2048, ridge: float = 1e-4, logistic_steps: int = 25,
         logistic_l2: float = 1e-4, mlp_hidden: int = 16, mlp_steps: int = 300,
         mlp_lr: float = 1e-2, mlp_l2: float = 1e-4, tree_max_iter: int = 100,
         tree_max_leaf_nodes: int = 31, tree_early_stopping: bool = True,
@@ -491,7 +446,8 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     refit     refit the chosen family on all rows (else keep the fit on the training split)
     max_noise_rows  size m of the empirical noise pools (subsampled with ``key`` if larger)
     ridge, logistic_*, mlp_*, tree_*  hyper-parameters of the families (``ridge`` and the
-              L2 weights act on standardized inputs; trees are HistGradientBoosting's)
+              L2 weights act on standardized inputs; ``logistic_steps`` counts Newton steps;
+              trees are HistGradientBoosting's)
 
     Raises ValueError for k = 0 DAGs, DAGs not matching the table, cycles, NaN values or
     fewer than ``min_rows`` rows. With ``return_info=True`` returns ``(scm, info)``: per task
@@ -520,8 +476,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     slot_column, slot_level = slots_for(n_levels)
     S, C = len(slot_column), max(1, int(n_levels.max()))
     H = mlp_hidden if "mlp" in families else 0
-    z = np.asarray(encode_slots(jnp.asarray(values), jnp.asarray(slot_column),
-                                jnp.asarray(slot_level)))  # [n, S]
+    z = _encode(values, slot_column, slot_level)  # [n, S]
     tasks, task_of = _unique_tasks(parents, kind, n_levels, slot_column)
     U = len(tasks.node)
     opts = {"ridge": ridge, "logistic_steps": logistic_steps, "logistic_l2": logistic_l2,
@@ -531,46 +486,47 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     p = _Problem(z, values, n_levels, tasks, C, H, opts)
 
     # 1. choose a family per task by the loss on held-out rows
-    key_split, key_select, key_final, key_noise = jax.random.split(key, 4)
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()  # host streams: _rng(seed, ...)
     all_rows = np.ones(n, np.float32)
     fit_weight = all_rows
     choice = np.zeros(U, np.int64)  # index into families
     losses, selection_fits = {}, {}
     if U and len(families) > 1 and holdout > 0:
-        perm = np.asarray(jax.random.permutation(key_split, n))
+        perm = _rng(seed, 0).permutation(n)
         hold_rows = np.sort(perm[: max(1, round(holdout * n))])
         train_weight = all_rows.copy()
         train_weight[hold_rows] = 0.0
-        for f, family in enumerate(families):
-            selection_fits[family], losses[family] = _fit_family(
-                p, family, np.arange(U), train_weight, jax.random.fold_in(key_select, f),
-                eval_rows=hold_rows)
+        jobs = {family: (np.arange(U), _rng(seed, 1, f)) for f, family in enumerate(families)}
+        fitted = _fit_families(p, jobs, train_weight, eval_rows=hold_rows)
+        selection_fits = {family: fitted[family][0] for family in families}
+        losses = {family: fitted[family][1] for family in families}
         choice = np.argmin(np.stack([losses[family] for family in families]), axis=0)
         if not refit:
             fit_weight = train_weight
 
     # 2. the chosen family of every task, fitted on the rows of fit_weight
     final = _empty_params(p, U + 1)  # task U: the all-zero mechanism of ROOT nodes
-    for f, family in enumerate(families):
-        chosen = np.flatnonzero(choice == f)
-        if len(chosen) == 0:
-            continue
-        if selection_fits and not refit:
-            params = _take(selection_fits[family], chosen)
-        else:
-            params, _ = _fit_family(p, family, chosen, fit_weight, jax.random.fold_in(key_final, f))
+    chosen = {family: np.flatnonzero(choice == f) for f, family in enumerate(families)}
+    chosen = {family: ids for family, ids in chosen.items() if len(ids)}
+    if selection_fits and not refit:
+        fitted = {family: _take(selection_fits[family], ids) for family, ids in chosen.items()}
+    else:
+        jobs = {family: (ids, _rng(seed, 2, families.index(family)))
+                for family, ids in chosen.items()}
+        fitted = {family: params for family, (params, _) in
+                  _fit_families(p, jobs, fit_weight).items()}
+    for family, ids in chosen.items():
         for name in _DENSE:
-            final[name][chosen] = params[name]
-        for i, t in zip(chosen, params["trees"]):
+            final[name][ids] = fitted[family][name]
+        for i, t in zip(ids, fitted[family]["trees"]):
             final["trees"][i] = t
 
     # 3. empirical noise pools: residuals of numeric tasks on fitted rows, roots' values
     m = min(max_noise_rows, n)
-    key_root, key_resid = jax.random.split(key_noise)
     fit_rows = np.flatnonzero(fit_weight > 0)
-    root_rows = np.sort(np.asarray(jax.random.choice(key_root, n, (m,), replace=False)))
-    resid_rows = fit_rows[np.sort(np.asarray(jax.random.choice(
-        key_resid, len(fit_rows), (m,), replace=len(fit_rows) < m)))]
+    root_rows = np.sort(_rng(seed, 3).choice(n, m, replace=False))
+    resid_rows = fit_rows[np.sort(_rng(seed, 4).choice(len(fit_rows), m,
+                                                       replace=len(fit_rows) < m))]
     pools = np.zeros((m, U + 1), np.float32)  # [m, task]; categorical tasks need none
     numeric = np.flatnonzero(~tasks.categorical)
     if len(numeric):
