@@ -9,7 +9,8 @@ and ``bench_sampler.png`` (throughput vs n) to ``--out``. Parts:
 
 1. ``dowhy``: one 20-node SCM fitted by DoWhy on near-linear data (linear / logistic
    mechanisms, as GOOD auto-assignment picks there; ``--auto-assign`` runs the assignment
-   itself) and one with HistGradientBoosting mechanisms; rows/s at 1e5 and 1e6 rows.
+   itself) and one with HistGradientBoosting mechanisms; rows/s at 1e5 and 1e6 rows. The
+   boosted trees are converted to lookup tables (``--tree-budget``; ``none``: traversal).
 2. ``datasets``: 64 SCMs × 512 rows × 20 nodes (linear) vs DoWhy's 512-row draws, datasets/s.
 3. ``grid``: random SCMs of each family (linear, MLP, trees) over n, d, k, both propagation
    strategies (topological walk vs ``depth`` parallel sweeps). On a GPU, the share of the
@@ -69,7 +70,8 @@ def simulate(n: int, d: int, seed: int, nonlinear: bool) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int):
+def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int,
+              tree_budget: int | None = 2**13):
     """DoWhy SCM on the true DAG-free graph learned from the columns' order (dense upper
     triangle thinned by correlation), fitted with the requested mechanisms."""
     import networkx as nx
@@ -107,7 +109,7 @@ def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int):
         warnings.simplefilter("ignore")
         gcm.config.disable_progress_bars()
         gcm.fit(model, frame)
-    return model, from_dowhy(model, table, seed=seed)
+    return model, from_dowhy(model, table, seed=seed, tree_budget=tree_budget)
 
 
 def bench_dowhy(args, results):
@@ -115,12 +117,17 @@ def bench_dowhy(args, results):
 
     for family in args.dowhy_families.split(","):
         df = simulate(2000, 20, seed=1, nonlinear=family == "trees")
-        model, ours = fit_dowhy(df, family, args.auto_assign, seed=0)
+        model, ours = fit_dowhy(df, family, args.auto_assign, seed=0, tree_budget=args.tree_budget)
+        trees = ("tables" if ours.tree_tables is not None else "traversal") + \
+            f" + {ours.tree_feature.shape[2]} traversed trees/node"
+        if family == "trees":
+            print(f"[dowhy] trees: {trees}, depth {ours.tree_depth}"
+                  + (f", tables {ours.tree_tables.sizes}" if ours.tree_tables is not None else ""))
         for n in args.dowhy_rows:
             t_dowhy = timed(lambda: gcm.draw_samples(model, n), 1 if n >= 1e6 else 2)
-            for rng in RNGS:
+            for rng in args.rngs:
                 t_ours = timed(lambda: sampler.sample(ours, jax.random.key(0), n, rng=rng), 3)
-                row = dict(part="dowhy", family=family, n=n, d=20, k=1, rng=rng,
+                row = dict(part="dowhy", family=family, n=n, d=20, k=1, rng=rng, trees=trees,
                            strategy=sampler._plan(ours, "auto")[0],
                            dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
                            speedup=t_dowhy / t_ours)
@@ -220,6 +227,10 @@ def main(argv=None):
     p.add_argument("--dowhy-families", default="linear,trees")
     p.add_argument("--dowhy-rows", dest="dowhy_rows_arg", default=None,
                    help="comma-separated row counts for the DoWhy comparison")
+    p.add_argument("--tree-budget", default="8192",
+                   help="from_dowhy's tree_budget: grid cells per tree table ('none': traverse "
+                        "every tree, as before tabulation)")
+    p.add_argument("--rngs", default=",".join(RNGS), help="uniform generators to time (key,hash)")
     p.add_argument("--out", default="results/bench_sampler")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
     args = p.parse_args(argv)
@@ -233,6 +244,8 @@ def main(argv=None):
     else:
         args.dowhy_rows, args.n = [100_000, 1_000_000], [1000, 10_000, 100_000, 1_000_000]
         args.d, args.k, args.families, args.max_cells = [20], [1, 64], list(FAMILY_KW), 1e8
+    args.tree_budget = None if args.tree_budget.lower() == "none" else int(args.tree_budget)
+    args.rngs = args.rngs.split(",")
     if args.dowhy_rows_arg:
         args.dowhy_rows = [int(float(v)) for v in args.dowhy_rows_arg.split(",")]
     out = Path(args.out)

@@ -133,7 +133,7 @@ def _parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d):
 def linear_only(scm: SCM) -> bool:
     """True when the SCM carries no quadratic, cubic, MLP or tree parameters (static shapes)."""
     return (scm.quad_w.size == 0 and scm.cube_w.size == 0 and scm.mlp_w1.size == 0
-            and scm.tree_feature.size == 0)
+            and scm.tree_feature.size == 0 and scm.tree_tables is None)
 
 
 def _encode_typed(x_nxd, levels: tuple) -> jax.Array:

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from causaljax import sampler
+from causaljax.scm.trees import tabulate_trees
 from causaljax.scm.types import NUMERIC, ROOT
 from scm_factory import make_scm, numpy_propagate
 
@@ -303,3 +304,43 @@ def test_hash_rng_draws_match_reference_marginals():
     b = np.asarray(sampler.sample(scm, jax.random.key(2), 4000, rng="key"))[0]
     for j in range(a.shape[1]):
         assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-3 / a.shape[1], j
+
+
+@pytest.mark.parametrize("variant", ["walk", "parallel", "typed"])
+@pytest.mark.parametrize("budget", [6, 2**13])
+def test_tree_tables_match_numpy_reference(variant, budget):
+    """Trees turned into lookup tables (all of them, or with a budget that leaves some to the
+    traversal fallback) draw what the reference draws from the untouched trees."""
+    base = make_scm(seed=11, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), n_trees=4,
+                    tree_depth=3, hidden=2)
+    scm = tabulate_trees(base, budget)
+    assert scm.tree_tables is not None and (scm.tree_feature.shape[2] > 0) == (budget == 6)
+    assert not sampler.linear_only(scm)
+    eps, u = sampler.draw_noise(scm, jax.random.key(0), 60)
+    got = np.asarray(_propagate(scm, eps, u, variant, jit=True))
+    want = numpy_propagate(base, eps, u)
+    cat = np.asarray(scm.n_levels[0]) > 0
+    np.testing.assert_array_equal(got[..., cat], want[..., cat])
+    np.testing.assert_allclose(got[..., ~cat], want[..., ~cat], rtol=1e-4, atol=1e-4)
+    rows = sampler.sample(scm, jax.random.key(1), 40, do={0: 0.5})
+    np.testing.assert_allclose(np.asarray(rows), np.asarray(sampler.sample(
+        base, jax.random.key(1), 40, do={0: 0.5})), rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_sources_with_tree_tables_keep_their_draws():
+    """finetune.batched.stack_sources pads tables of different sizes (and an SCM without
+    tables) so that every run draws what it drew alone."""
+    from causaljax.finetune.batched import stack_sources
+    from causaljax.finetune.sources import SCMSource
+
+    scms = [tabulate_trees(make_scm(seed=12, k=1, n_trees=2, tree_depth=2), 2**13),
+            tabulate_trees(make_scm(seed=13, k=1, n_trees=5, tree_depth=3), 6),
+            make_scm(seed=14, k=1, n_trees=3, tree_depth=2)]
+    stacked = stack_sources([SCMSource(s) for s in scms]).scm
+    assert stacked.tree_tables is not None
+    for i, scm in enumerate(scms):
+        eps, u = sampler.draw_noise(scm, jax.random.key(i), 30)
+        one = jax.tree.map(lambda a, i=i: a[i], stacked)
+        np.testing.assert_allclose(np.asarray(sampler.propagate(one, eps, u)),
+                                   np.asarray(sampler.propagate(scm, eps, u)), rtol=1e-5,
+                                   atol=1e-5)

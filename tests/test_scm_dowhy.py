@@ -143,10 +143,13 @@ def test_forced_mechanisms_cover_each_family(table):
     # b's parents carry 11 categories: DoWhy target-encodes c and g (lookup splits -> chains)
     assert type(model.causal_mechanism("b").prediction_model._encoders[1]).__name__ == \
         "CatBoostEncoder"
-    scm = from_dowhy(model, table)
-    assert scm.quad_w.shape[2] == scm.n_slots and scm.tree_feature.shape[2] == 20
+    scm = from_dowhy(model, table)  # trees as lookup tables
+    traversed = from_dowhy(model, table, tree_budget=None)  # every tree in traversal arrays
+    assert scm.quad_w.shape[2] == scm.n_slots and traversed.tree_feature.shape[2] == 20
+    assert scm.tree_tables is not None and traversed.tree_tables is None
     _check_structure(model, table, scm)
     _check_matches(model, table, scm)
+    _check_matches(model, table, traversed)
 
 
 def test_forced_mechanisms_second_set(table):

@@ -60,7 +60,7 @@ def stack_sources(sources: list):
         scms = [s.scm for s in sources]
         fields = {}
         for f in scms[0].__dataclass_fields__:
-            if f in ("tree_depth", "names"):
+            if f in ("tree_depth", "names", "tree_tables"):
                 continue
             arrays = [getattr(scm, f) for scm in scms]
             shapes = {tuple(a.shape) for a in arrays}
@@ -71,7 +71,17 @@ def stack_sources(sources: list):
                 arrays = [_pad_to(a, big) for a in arrays]
             fields[f] = jnp.stack([jnp.asarray(a) for a in arrays])
         depth = max(scm.tree_depth for scm in scms)
-        return SCMSource(type(scms[0])(**fields, tree_depth=depth, names=scms[0].names))
+        tables = None
+        if any(getattr(scm, "tree_tables", None) is not None for scm in scms):
+            # tree lookup tables: padded with values that change no output (+inf edges)
+            from causaljax.scm.trees import stack_tables
+            from causaljax.scm.types import TreeTables
+
+            stacked = stack_tables([scm.tree_tables for scm in scms],
+                                   [scm.parents.shape[:-1] for scm in scms], scms[0].n_channels)
+            tables = TreeTables(**{f: jnp.asarray(a) for f, a in stacked.items()})
+        return SCMSource(type(scms[0])(**fields, tree_depth=depth, names=scms[0].names,
+                                       tree_tables=tables))
     try:
         return _stack(sources)
     except (ValueError, TypeError) as e:

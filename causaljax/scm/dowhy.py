@@ -19,9 +19,10 @@ linear / logistic model)`` (DoWhy's ``create_polynom_regressor`` and the degree-
 ``create_polynom_logistic_regression_classifier`` that GOOD tries when a node has <= 5 encoded
 inputs) -> ``lin_w`` + ``quad_w`` + ``cube_idx``/``cube_w`` (one slot monomial per product of
 three slots); ``HistGradientBoosting{Regressor, Classifier}`` and ``DecisionTree{Regressor,
-Classifier}`` -> trees. Anything else (other sklearn models, e.g. random forests, polynomial
-degree > 3, other pipelines, one-vs-rest logistic regression, non-empirical noise models)
-raises ValueError naming the node and the mechanism.
+Classifier}`` -> trees, stored as lookup tables on their threshold grids where those are small
+(``tree_budget``, see ``causaljax.scm.trees.tabulate_trees``). Anything else (other sklearn
+models, e.g. random forests, polynomial degree > 3, other pipelines, one-vs-rest logistic
+regression, non-empirical noise models) raises ValueError naming the node and the mechanism.
 
 Parent encoding. DoWhy feeds a node the columns ``sorted(parents)`` and encodes the
 categorical ones (str / bool labels) inside the prediction model: one-hot (``OneHotEncoder``,
@@ -59,6 +60,7 @@ from causaljax.scm.trees import (
     hgb_regressor_arrays,
     pack_trees,
     stack_trees,
+    tabulate_trees,
 )
 from causaljax.scm.types import (
     CATEGORICAL,
@@ -349,10 +351,13 @@ def _fit_pool(pool, m, rng):
     return np.concatenate([np.tile(pool, reps), rng.choice(pool, rest, replace=False)])
 
 
-def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
+def from_dowhy(gcm_model, table, *, seed: int = 0, tree_budget: int | None = 2**13) -> SCM:
     """Convert a fitted DoWhy ``gcm.StructuralCausalModel`` over ``table``'s columns into a
     k = 1 SCM (see the module docstring for what is supported). Raises ValueError naming the
-    node for anything it cannot represent exactly."""
+    node for anything it cannot represent exactly. Tree ensembles are turned into lookup
+    tables (``causaljax.scm.trees.tabulate_trees``, grids of at most ``tree_budget`` cells; the
+    same outputs, much faster to evaluate); ``tree_budget=None`` keeps them all as traversal
+    arrays."""
     from dowhy.gcm.causal_mechanisms import (
         AdditiveNoiseModel,
         ClassifierFCM,
@@ -456,4 +461,8 @@ def from_dowhy(gcm_model, table, *, seed: int = 0) -> SCM:
         **fam, tree_depth=stacked.depth if stacked else 0,
     )
     validate(scm)
-    return as_jax(scm)
+    scm = as_jax(scm)
+    if stacked and tree_budget is not None:
+        scm = tabulate_trees(scm, budget=tree_budget)
+        validate(scm)
+    return scm

@@ -40,27 +40,84 @@ def masked_params(scm: SCM) -> SCM:
     )
 
 
-def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_txnxc, depth: int):
+def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_txnxc, depth: int,
+                 unroll: int = 2):
     """Sum over T trees of their leaf values: f32[n, C]. Walks all trees in lockstep, at most
-    ``depth`` steps, stopping early once every row of every tree sits on a leaf."""
+    ``depth`` steps, stopping early once every row of every tree sits on a leaf (checked every
+    ``unroll`` steps; extra steps on a leaf stay there). The nodes live in one flat table
+    (tree t's node i at t * N + i, its feature, threshold bits and children side by side), so
+    a step is one gather of 4 numbers per row and tree, plus the gather of the input."""
+    T, N = feature_txn.shape
     n = z_nxs.shape[0]
-    trees = jnp.arange(feature_txn.shape[0])[None, :]
-    links = jnp.stack([feature_txn, left_txn, right_txn], axis=-1)  # [T, N, 3]: one gather a step
+    base = jnp.arange(T, dtype=jnp.int32)[:, None] * N
+    links = jnp.stack([feature_txn, jax.lax.bitcast_convert_type(threshold_txn, jnp.int32),
+                       left_txn + base, right_txn + base], axis=-1).reshape(T * N, 4)
+    unroll = max(1, min(unroll, depth))
 
-    def step(state):
+    def one_step(node):  # node: int32[n, T], flat
+        link = links.at[node].get(mode="promise_in_bounds")  # [n, T, 4]
+        x = jnp.take_along_axis(z_nxs, link[..., 0], axis=1, mode="promise_in_bounds")
+        go_left = x <= jax.lax.bitcast_convert_type(link[..., 1], threshold_txn.dtype)
+        return jnp.where(go_left, link[..., 2], link[..., 3])
+
+    def steps(state):
         i, node, _ = state
-        feat, left, right = jnp.moveaxis(links[trees, node], -1, 0)  # each [n, T]
-        go_left = jnp.take_along_axis(z_nxs, feat, axis=1) <= threshold_txn[trees, node]
-        new = jnp.where(go_left, left, right)
-        return i + 1, new, jnp.all(new == node)
+        for _ in range(unroll - 1):
+            node = one_step(node)
+        new = one_step(node)
+        return i + unroll, new, jnp.all(new == node)
 
     def running(state):
         i, _, done = state
         return (i < depth) & ~done
 
-    start = (0, jnp.zeros((n, feature_txn.shape[0]), jnp.int32), n == 0)
-    _, node, _ = jax.lax.while_loop(running, step, start)
-    return value_txnxc[trees, node].sum(axis=1)  # [n, C]
+    start = (0, jnp.broadcast_to(base.T, (n, T)), n == 0)
+    _, node, _ = jax.lax.while_loop(running, steps, start)
+    return value_txnxc.reshape(T * N, -1).at[node].get(mode="promise_in_bounds").sum(axis=1)
+
+
+TABLE_BLOCK = 8192  # rows per block of the table lookups
+
+
+def table_outputs(z_nxs, slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc,
+                  block: int = TABLE_BLOCK):
+    """Sum of the tabulated tree groups of one node (``SCM.tree_tables`` without the k, d axes):
+    f32[n, C]. Rows go in blocks of ``block`` (so that a block's bins and cell offsets stay in
+    cache across the node's groups); see ``_table_block``."""
+    n = z_nxs.shape[0]
+    args = (slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc)
+    if n <= block:
+        return _table_block(z_nxs, *args)
+    nb = -(-n // block)
+    z = jnp.pad(z_nxs, ((0, nb * block - n), (0, 0))).reshape(nb, block, z_nxs.shape[1])
+    out = jax.lax.map(lambda zb: _table_block(zb, *args), z)
+    return out.reshape(nb * block, -1)[:n]
+
+
+def _table_block(z_nxs, slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc):
+    """``table_outputs`` of one block of rows. Per axis one ``searchsorted`` over its
+    thresholds; then a loop over the node's groups (padding groups, which have zero ``channel``
+    rows and come last, are skipped): per group one gather per axis (the cell offsets) and one
+    from the group's table."""
+    _, U, K1 = remap_gxuxk1.shape
+    n = z_nxs.shape[0]
+    bins = jax.vmap(lambda e, x: jnp.searchsorted(e, x, side="left"), in_axes=(0, 1))(
+        edges_uxk, z_nxs[:, slot_u]).astype(jnp.int32)  # [U, n]: #{edges < z} in 0..K
+    flat = bins + (jnp.arange(U, dtype=jnp.int32) * K1)[:, None]  # into remap[g].reshape(-1)
+    n_groups = channel_gxc.any(axis=-1).sum()
+
+    def group(g, acc):
+        offsets = remap_gxuxk1[g].reshape(-1).at[flat].get(mode="promise_in_bounds")  # [U, n]
+        vals = value_gxb[g].at[offsets.sum(0)].get(mode="promise_in_bounds")  # [n]
+        return acc + vals[:, None] * channel_gxc[g][None, :]
+
+    return jax.lax.fori_loop(0, n_groups, group, jnp.zeros((n, channel_gxc.shape[-1]),
+                                                          value_gxb.dtype))
+
+
+def _tables_of(tables, j=None):
+    t = tables if j is None else jax.tree.map(lambda a: a[j], tables)
+    return t.slot, t.edges, t.remap, t.value, t.channel
 
 
 def node_outputs(scm: SCM, j, z_nxs: jax.Array) -> jax.Array:
@@ -79,6 +136,8 @@ def node_outputs(scm: SCM, j, z_nxs: jax.Array) -> jax.Array:
         out = out + tree_outputs(z_nxs, scm.tree_feature[j], scm.tree_threshold[j],
                                  scm.tree_left[j], scm.tree_right[j], scm.tree_value[j],
                                  scm.tree_depth)
+    if scm.tree_tables is not None:
+        out = out + table_outputs(z_nxs, *_tables_of(scm.tree_tables, j))
     return out
 
 
@@ -93,10 +152,13 @@ def all_node_outputs(scm: SCM, z_nxs: jax.Array) -> jax.Array:
     if scm.mlp_w1.shape[-1]:
         h = jax.nn.relu(jnp.einsum("ns,dsh->ndh", z_nxs, scm.mlp_w1) + scm.mlp_b1[None])
         out = out + jnp.einsum("ndh,dhc->ndc", h, scm.mlp_w2)
-    if scm.tree_feature.shape[2]:
+    if scm.tree_feature.shape[1]:
         trees = jax.vmap(tree_outputs, in_axes=(None, 0, 0, 0, 0, 0, None), out_axes=1)
         out = out + trees(z_nxs, scm.tree_feature, scm.tree_threshold, scm.tree_left,
                           scm.tree_right, scm.tree_value, scm.tree_depth)
+    if scm.tree_tables is not None:
+        tables = jax.vmap(table_outputs, in_axes=(None, 0, 0, 0, 0, 0), out_axes=1)
+        out = out + tables(z_nxs, *_tables_of(scm.tree_tables))
     return out
 
 

@@ -35,6 +35,17 @@ A tree is traversed from node 0: go to ``tree_left`` if ``z[tree_feature] <= tre
 else ``tree_right``; a leaf points to itself on both sides, so ``tree_depth`` steps always
 reach a leaf. Trees only split on parent slots (checked by ``validate``).
 
+Tree tables (optional, ``tree_tables``; ``causaljax.scm.trees.tabulate_trees`` builds them): an
+ensemble is constant on each cell of the grid of its split thresholds, so trees whose grid is
+small are stored as lookup tables instead, and the traversal arrays keep only the other trees.
+Per node, U table axes (input slots), G groups of summed trees, each a table of B cells:
+
+    out_j(z) += sum_g tree_tables.value[j, g, cell_g(z)] * tree_tables.channel[j, g]
+    cell_g(z) = sum_u remap[j, g, u, #{edges[j, u] < z[slot[j, u]]}]
+
+``edges`` are the sorted thresholds of an axis padded with +inf; padding groups have zero
+``channel`` rows, padding axes zero ``remap`` rows. Tables read only parent slots.
+
 How a node turns ``out`` and its exogenous noise into a value (``kind``):
     ROOT         x_j = eps_j, eps_j drawn from the empirical pool ``noise[:, j]`` (observed values)
     NUMERIC      x_j = out_j[0] + eps_j, eps_j drawn from ``noise[:, j]`` (training residuals);
@@ -51,6 +62,22 @@ import numpy as np
 from flax import struct
 
 ROOT, NUMERIC, CATEGORICAL = 0, 1, 2
+
+
+@struct.dataclass
+class TreeTables:
+    """Tree ensembles as lookup tables (see the module docstring); every array has the SCM's
+    leading [k, d] axes. Sizes: U table axes, K edges per axis, G groups, B cells, C channels."""
+    slot: jax.Array  # int32[k, d, U]: input slot of each table axis
+    edges: jax.Array  # f32[k, d, U, K]: sorted split thresholds of the axis, +inf padded
+    remap: jax.Array  # int32[k, d, G, U, K + 1]: cell offset of group g given the axis's bin
+    value: jax.Array  # f32[k, d, G, B]: summed leaf values of group g per cell
+    channel: jax.Array  # f32[k, d, G, C]: one-hot output channel of group g (0: padding)
+
+    @property
+    def sizes(self) -> dict:
+        G, U, K1 = self.remap.shape[-3:]
+        return dict(U=U, K=K1 - 1, G=G, B=self.value.shape[-1], C=self.channel.shape[-1])
 
 
 @struct.dataclass
@@ -82,6 +109,7 @@ class SCM:
     tree_value: jax.Array  # f32[k, d, T, N, C]
     tree_depth: int = struct.field(pytree_node=False, default=0)
     names: tuple = struct.field(pytree_node=False, default=())  # column names (optional)
+    tree_tables: TreeTables | None = None  # trees as lookup tables (optional, see above)
 
     # ---- sizes (static, read from shapes) ----
     @property
@@ -195,6 +223,18 @@ def check_shapes(scm: SCM) -> None:
         if got != shape:
             raise ValueError(f"SCM.{name} has shape {got}, expected {shape} "
                              f"(k={k}, d={d}, m={m}, S={S}, C={C}, H={H}, Q={Q}, P={P}, T={T}, N={N})")
+    if scm.tree_tables is not None:
+        tt = scm.tree_tables
+        if not isinstance(tt, TreeTables):
+            raise TypeError(f"SCM.tree_tables must be a TreeTables, got {type(tt).__name__}")
+        z = tt.sizes
+        U, K, G, B = z["U"], z["K"], z["G"], z["B"]
+        for name, shape in dict(slot=(k, d, U), edges=(k, d, U, K), remap=(k, d, G, U, K + 1),
+                                value=(k, d, G, B), channel=(k, d, G, C)).items():
+            got = tuple(getattr(tt, name).shape)
+            if got != shape:
+                raise ValueError(f"SCM.tree_tables.{name} has shape {got}, expected {shape} "
+                                 f"(k={k}, d={d}, U={U}, K={K}, G={G}, B={B}, C={C})")
     if k == 0:
         raise ValueError("SCM holds no models (k = 0)")
     if Q not in (0, S):
@@ -251,11 +291,32 @@ def validate(scm: SCM) -> None:
         feeds = parents[s_idx, slot_column[s_idx, feat], j_idx]  # [k, d, T, N]
         if (used & ~feeds).any():
             raise ValueError("a tree splits on a slot that is not a parent of its node")
+    if scm.tree_tables is not None:
+        _validate_tables(scm.tree_tables, parents, slot_column, S)
     for name in ("noise", "lin_w", "lin_b", "quad_w", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2",
                  "tree_threshold", "tree_value"):
         arr = np.asarray(getattr(scm, name))
         if not np.isfinite(arr).all():
             raise ValueError(f"SCM.{name} contains NaN or inf")
+
+
+def _validate_tables(tt: TreeTables, parents, slot_column, S: int) -> None:
+    slot, edges = np.asarray(tt.slot), np.asarray(tt.edges)
+    remap, value = np.asarray(tt.remap), np.asarray(tt.value)
+    channel = np.asarray(tt.channel)
+    k, d = slot.shape[:2]
+    if slot.size and (slot.min() < 0 or slot.max() >= S):
+        raise ValueError("SCM.tree_tables.slot points outside the input slots")
+    if np.isnan(edges).any() or (edges[..., 1:] < edges[..., :-1]).any():
+        raise ValueError("SCM.tree_tables.edges must be sorted along each axis (+inf padded)")
+    if remap.size and (remap.min() < 0 or remap.max(axis=-1).sum(axis=-1).max() >= value.shape[-1]):
+        raise ValueError("SCM.tree_tables.remap points outside the group tables")
+    used = remap.any(axis=(2, 4))  # [k, d, U]: axes some group reads
+    s_idx, j_idx = np.arange(k)[:, None, None], np.arange(d)[None, :, None]
+    if (used & ~parents[s_idx, slot_column[s_idx, slot], j_idx]).any():
+        raise ValueError("a tree table reads a slot that is not a parent of its node")
+    if not (np.isfinite(value).all() and np.isfinite(channel).all()):
+        raise ValueError("SCM.tree_tables contains NaN or inf")
 
 
 def as_jax(scm: SCM) -> SCM:
@@ -267,6 +328,13 @@ def as_jax(scm: SCM) -> SCM:
                     "cube_idx", "tree_feature", "tree_left", "tree_right"):
             return jnp.asarray(a, jnp.int32)
         return jnp.asarray(a, jnp.float32)
-    static = ("tree_depth", "names")
+    static = ("tree_depth", "names", "tree_tables")
     fields = {f: cast(f, getattr(scm, f)) for f in scm.__dataclass_fields__ if f not in static}
-    return SCM(**fields, tree_depth=scm.tree_depth, names=tuple(scm.names))
+    tt = scm.tree_tables
+    if tt is not None:
+        tt = TreeTables(slot=jnp.asarray(tt.slot, jnp.int32),
+                        edges=jnp.asarray(tt.edges, jnp.float32),
+                        remap=jnp.asarray(tt.remap, jnp.int32),
+                        value=jnp.asarray(tt.value, jnp.float32),
+                        channel=jnp.asarray(tt.channel, jnp.float32))
+    return SCM(**fields, tree_depth=scm.tree_depth, names=tuple(scm.names), tree_tables=tt)
