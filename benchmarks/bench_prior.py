@@ -1,6 +1,7 @@
 """Throughput of the random-SCM pretraining prior (causaljax.prior.sample_batch).
 
     python benchmarks/bench_prior.py                  # 1024 rows x 20 features, ~1 min on CPU
+    taskset -c 0 python benchmarks/bench_prior.py --rng hash   # one core: the anchor's setting
     python benchmarks/bench_prior.py --rows 128 --batch 16 --repeats 2   # smoke test
 
 Prints datasets/s after compilation (per wall-clock second, and per CPU second of this
@@ -31,7 +32,7 @@ def main(argv=None):
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rng", default="key", choices=("key", "hash"),
                     help="the sampler's uniforms: threefry from the key, or the counter hash")
     args = ap.parse_args(argv)

@@ -246,7 +246,8 @@ def throughput(cfg: PriorConfig, batch_size: int = 64, repeats: int = 5, seed: i
     """Datasets per second of ``sample_batch`` after compilation: per wall-clock second and per
     CPU second of this process (the second is robust to a machine shared with other jobs)."""
     key = jax.random.key(seed)
-    jax.block_until_ready(sample_batch(key, cfg, batch_size))
+    for _ in range(3):  # compile, then let the allocator settle (the first calls run slower)
+        jax.block_until_ready(sample_batch(key, cfg, batch_size))
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(repeats):
         jax.block_until_ready(sample_batch(jax.random.fold_in(key, i + 1), cfg, batch_size))
