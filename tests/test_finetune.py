@@ -105,6 +105,28 @@ def test_scm_generator_rows_valid_and_drawn_in_jit(setup):
     assert_valid(rows, train)
 
 
+def test_scm_generator_tabulates_fitted_trees(setup, monkeypatch):
+    """The fitted tree ensembles reach the step as lookup tables that draw what walking the
+    same fitted trees draws (the same fit, made again with tabulation switched off)."""
+    from causaljax import sampler
+    from causaljax.finetune.generators import scm as scm_generator
+
+    table, split, *_ = setup
+    train = table.take(split.train)
+    options = dict(key=jax.random.key(0), n_rows=0, k=2, n_bootstrap=2, families=("trees",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tabulated = make_source("scm", train, **options).scm
+        monkeypatch.setattr(scm_generator, "tabulate_trees", lambda scm: scm, raising=False)
+        walked = make_source("scm", train, **options).scm
+    assert tabulated.tree_tables is not None and walked.tree_tables is None
+    key = jax.random.key(3)
+    rows = np.asarray(sampler.sample(tabulated, key, 64, strategy="walk"))
+    np.testing.assert_allclose(rows, np.asarray(sampler.sample(walked, key, 64, strategy="walk")),
+                               atol=1e-4)
+    assert_valid(rows.reshape(-1, train.n_cols), train)
+
+
 def test_step_lowers_loss_on_fixed_batch(setup):
     *_, params, task = setup
     fc = FinetuneConfig(steps=10, lr=1e-3, warmup_share=0.0)

@@ -1,7 +1,9 @@
 """CausalMixFT's generator: SCMs fitted to the training rows, drawn fresh inside every step.
 
 Pipeline: bootstrapped PC + FCI edge probabilities -> k sampled DAGs -> one fitted SCM per
-DAG (``causaljax.scm.fit``) -> ``SCMSource`` (the compiled sampler runs in the jitted step).
+DAG (``causaljax.scm.fit``) -> tree ensembles turned into lookup tables
+(``causaljax.scm.trees.tabulate_trees``: same draws, 5-10x faster than walking the trees) ->
+``SCMSource`` (the compiled sampler runs in the jitted step).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import jax
 from causaljax.discovery import edge_probabilities, sample_dags
 from causaljax.finetune.generators import register
 from causaljax.finetune.sources import SCMSource
+from causaljax.scm.trees import tabulate_trees
 
 
 def fit_scms(train, *, key, k: int = 8, n_bootstrap: int = 10, algorithms=("pc", "fci"),
              alpha: float = 0.05, families=("linear", "mlp", "trees"), n_jobs: int = 1):
-    """The stacked SCM ensemble (leading axis k) fitted to ``train``."""
+    """The stacked SCM ensemble (leading axis k) fitted to ``train``, trees tabulated."""
     from causaljax import scm as scm_lib
 
     k_disc, k_dags, k_fit = jax.random.split(key, 3)
@@ -23,7 +26,7 @@ def fit_scms(train, *, key, k: int = 8, n_bootstrap: int = 10, algorithms=("pc",
     P = edge_probabilities(train, algorithms=algorithms, n_bootstrap=n_bootstrap, alpha=alpha,
                            seed=seed, n_jobs=n_jobs)
     dags = sample_dags(P, k, key=k_dags)
-    return scm_lib.fit(train, dags, key=k_fit, families=families)
+    return tabulate_trees(scm_lib.fit(train, dags, key=k_fit, families=families))
 
 
 @register("scm")
