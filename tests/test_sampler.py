@@ -39,9 +39,15 @@ def test_matches_numpy_reference_on_same_noise(family, variant):
     if variant == "solve" and family != "linear":
         pytest.skip("the closed-form solve is for linear/logistic SCMs")
     scm = make_scm(seed=1, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), **FAMILIES[family])
-    eps, u = sampler.draw_noise(scm, jax.random.key(0), 50)
+    assert_matches_reference(scm, scm, variant, 50)
+
+
+def assert_matches_reference(scm, reference_scm, variant, n):
+    """``scm`` propagated by ``variant`` equals the NumPy reference on ``reference_scm`` fed
+    the same noise (categorical columns exactly, numeric ones to float tolerance)."""
+    eps, u = sampler.draw_noise(scm, jax.random.key(0), n)
     got = np.asarray(_propagate(scm, eps, u, variant, jit=True))
-    want = numpy_propagate(scm, eps, u)
+    want = numpy_propagate(reference_scm, eps, u)
     categorical = np.asarray(scm.n_levels[0]) > 0
     np.testing.assert_array_equal(got[..., categorical], want[..., categorical])
     np.testing.assert_allclose(got[..., ~categorical], want[..., ~categorical], rtol=1e-4, atol=1e-4)
@@ -316,12 +322,7 @@ def test_tree_tables_match_numpy_reference(variant, budget):
     scm = tabulate_trees(base, budget)
     assert scm.tree_tables is not None and (scm.tree_feature.shape[2] > 0) == (budget == 6)
     assert not sampler.linear_only(scm)
-    eps, u = sampler.draw_noise(scm, jax.random.key(0), 60)
-    got = np.asarray(_propagate(scm, eps, u, variant, jit=True))
-    want = numpy_propagate(base, eps, u)
-    cat = np.asarray(scm.n_levels[0]) > 0
-    np.testing.assert_array_equal(got[..., cat], want[..., cat])
-    np.testing.assert_allclose(got[..., ~cat], want[..., ~cat], rtol=1e-4, atol=1e-4)
+    assert_matches_reference(scm, base, variant, 60)
     rows = sampler.sample(scm, jax.random.key(1), 40, do={0: 0.5})
     np.testing.assert_allclose(np.asarray(rows), np.asarray(sampler.sample(
         base, jax.random.key(1), 40, do={0: 0.5})), rtol=1e-5, atol=1e-5)
