@@ -105,11 +105,10 @@ def test_scm_generator_rows_valid_and_drawn_in_jit(setup):
     assert_valid(rows, train)
 
 
-def test_scm_generator_tabulates_fitted_trees(setup, monkeypatch):
+def test_scm_generator_tabulates_fitted_trees(setup):
     """The fitted tree ensembles reach the step as lookup tables that draw what walking the
-    same fitted trees draws (the same fit, made again with tabulation switched off)."""
+    same fitted trees draws (the same fit, made again with ``tree_budget=None``)."""
     from causaljax import sampler
-    from causaljax.finetune.generators import scm as scm_generator
 
     table, split, *_ = setup
     train = table.take(split.train)
@@ -117,8 +116,7 @@ def test_scm_generator_tabulates_fitted_trees(setup, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tabulated = make_source("scm", train, **options).scm
-        monkeypatch.setattr(scm_generator, "tabulate_trees", lambda scm: scm, raising=False)
-        walked = make_source("scm", train, **options).scm
+        walked = make_source("scm", train, tree_budget=None, **options).scm
     assert tabulated.tree_tables is not None and walked.tree_tables is None
     key = jax.random.key(3)
     rows = np.asarray(sampler.sample(tabulated, key, 64, strategy="walk"))

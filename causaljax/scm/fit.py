@@ -51,7 +51,12 @@ import jax
 import numpy as np
 
 from causaljax.scm.solvers import adam_mlp, newton_glm
-from causaljax.scm.trees import hgb_classifier_arrays, hgb_regressor_arrays, stack_trees
+from causaljax.scm.trees import (
+    hgb_classifier_arrays,
+    hgb_regressor_arrays,
+    stack_trees,
+    tabulate_trees,
+)
 from causaljax.scm.types import (
     CATEGORICAL,
     NUMERIC,
@@ -432,6 +437,7 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
         logistic_l2: float = 1e-4, mlp_hidden: int = 16, mlp_steps: int = 300,
         mlp_lr: float = 1e-2, mlp_l2: float = 1e-4, tree_max_iter: int = 100,
         tree_max_leaf_nodes: int = 31, tree_early_stopping: bool = True,
+        tree_budget: int | None = 2**13,
         tree_threads: int = 1, min_rows: int = MIN_ROWS,
         return_info: bool = False):
     """Fit one SCM per DAG to ``table`` and stack them: an ``SCM`` with leading axis k.
@@ -448,6 +454,9 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
     ridge, logistic_*, mlp_*, tree_*  hyper-parameters of the families (``ridge`` and the
               L2 weights act on standardized inputs; ``logistic_steps`` counts Newton steps;
               trees are HistGradientBoosting's)
+    tree_budget  fitted tree ensembles become lookup tables over threshold grids of at most
+              this many cells (``trees.tabulate_trees``: the same outputs, much faster to
+              sample); None keeps them as traversal arrays
 
     Raises ValueError for k = 0 DAGs, DAGs not matching the table, cycles, NaN values or
     fewer than ``min_rows`` rows. With ``return_info=True`` returns ``(scm, info)``: per task
@@ -558,6 +567,8 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
               slot_level=np.broadcast_to(slot_level, (k, S)), tree_depth=tree_depth, **fam)
     validate(scm)
     scm = as_jax(scm)
+    if T and tree_budget is not None:
+        scm = tabulate_trees(scm, budget=tree_budget)
     if return_info:
         info = {"node": tasks.node, "family": np.asarray(families)[choice], "loss": losses,
                     "task_of": task_of}
