@@ -66,6 +66,8 @@ def main(argv=None):
     ap.add_argument("--n-estimators", type=int, default=4)
     ap.add_argument("--preprocessing", nargs="*", default=["none", "quantile"],
                     help="feature transforms the TFM's ensemble members cycle through")
+    ap.add_argument("--categorical-encoding", nargs="*", default=["ordinal", "onehot"],
+                    help="encodings of categorical features the TFM's members cycle through")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", default="results/zero_shot.csv")
     args = ap.parse_args(argv)
@@ -99,7 +101,9 @@ def main(argv=None):
                 tr, te = split.train, split.test
                 t0 = time.perf_counter()
                 clf = TFMClassifier(args.checkpoint, n_estimators=args.n_estimators,
-                                    random_state=fold, preprocessing=tuple(args.preprocessing))
+                                    random_state=fold, preprocessing=tuple(args.preprocessing),
+                                    categorical_features=is_cat,
+                                    categorical_encoding=tuple(args.categorical_encoding))
                 p = clf.fit(X_nan[tr], y[tr]).predict_proba(X_nan[te])
                 full = np.zeros((len(te), n_classes))
                 full[:, clf.classes_] = p

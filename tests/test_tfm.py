@@ -261,6 +261,59 @@ def test_quantile_member_sees_normal_scores_of_the_context():
         TFMClassifier(preprocessing=("log",)).fit(x[:100], y[:100])
 
 
+def test_onehot_member_sees_indicators_of_the_context_levels():
+    """An "onehot" member equals an "ordinal" member fed the indicator columns built
+    independently with pandas (levels seen in the context; 2-level columns stay codes)."""
+    x, y = _blobs(160, seed=4)
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"a": x[:, 0], "shade": np.where(y == 1, rng.choice(["r", "g"], 160),
+                                                       rng.choice(["g", "b", "k"], 160)),
+                       "flag": rng.choice(["u", "v"], 160), "b": x[:, 1]})
+    ctx, q = df.iloc[:100], df.iloc[100:]
+    one = dict(n_estimators=1, preprocessing=("none",))
+    p_oh = TFMClassifier(**one, categorical_encoding=("onehot",)).fit(ctx, y[:100]).predict_proba(q)
+    levels = sorted(ctx.shade.unique())
+    ind = lambda f: np.stack([f.a, *[(f.shade == v) for v in levels], f.flag == "v", f.b],
+                             1).astype(np.float32)
+    p_ref = TFMClassifier(**one).fit(ind(ctx), y[:100]).predict_proba(ind(q))
+    np.testing.assert_allclose(p_oh, p_ref, atol=1e-5)
+    # the default ensemble mixes both encodings; an unseen level is all zeros, still finite
+    clf = TFMClassifier(n_estimators=4).fit(ctx, y[:100])
+    assert list(clf.is_categorical_) == [False, True, True, False]
+    q2 = q.iloc[:3].copy()
+    q2["shade"] = "purple"
+    assert np.isfinite(clf.predict_proba(q2)).all()
+    # a NumPy array with categorical_features given as indices = the DataFrame's codes
+    codes = clf._encode(df, fitting=False)
+    p_np = TFMClassifier(n_estimators=4, categorical_features=[1, 2]).fit(
+        codes[:100], y[:100]).predict_proba(codes[100:])
+    np.testing.assert_allclose(p_np, clf.predict_proba(q), atol=1e-5)
+
+
+def test_onehot_keeps_within_the_feature_slots():
+    from causaljax.tfm.classifier import _onehot
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 15, size=(200, 12)).astype(np.float32)
+    x[0, 0] = np.nan
+    is_cat = np.ones(12, bool)
+    ctx, q = _onehot(x[:150], x[150:], is_cat, max_features=100)
+    assert ctx.shape[1] <= 100 and q.shape[1] == ctx.shape[1]
+    assert ctx.shape[1] == 100 - (100 - 12) % 14  # 6 columns expanded (+14 each), 6 kept
+    assert np.isnan(ctx[0, :15]).all()  # a missing cell is missing in every indicator
+    assert np.nansum(ctx[1:, :15], 1).max() == 1
+
+
+def test_categorical_features_argument_is_checked():
+    x, y = _blobs(60, seed=5)
+    for bad, msg in (("auto", "categorical_features must be"), ([True, False], "mask has shape"),
+                     ([5], "out of range")):
+        with pytest.raises(ValueError, match=msg):
+            TFMClassifier(categorical_features=bad).fit(x, y)
+    with pytest.raises(ValueError, match="categorical_encoding must be"):
+        TFMClassifier(categorical_encoding="onehot").fit(x, y)
+
+
 def test_limits_raise_clear_errors():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="at most 100 features"):
