@@ -76,18 +76,35 @@ def hash_uniform(key: jax.Array, shape: tuple) -> jax.Array:
     return (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
-def draw_noise(scm: SCM, key: jax.Array, n: int, rng: str = "key") -> tuple[jax.Array, jax.Array]:
-    """Exogenous noise for n rows of each SCM: (eps f32[k, n, d], u f32[k, n, d]).
-    ``rng="key"`` draws the uniforms with the key's own JAX generator (threefry by default);
-    ``rng="hash"`` with ``hash_uniform`` (faster on CPUs)."""
+def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key"):
+    """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, d, n]), the same
+    values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here). Each column's noise pool
+    is contiguous, and so is each column of the draw: what the closed-form solve works on."""
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     k, m, d = scm.noise.shape
-    u = (jax.random.uniform(key, (k, n, d), jnp.float32) if rng == "key"
-         else hash_uniform(key, (k, n, d)))
-    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, n, d]
-    eps = jnp.take_along_axis(scm.noise, idx, axis=1)  # noise[s, idx[s, r, j], j]
+    if rng == "key":
+        u = jax.random.uniform(key, (k, n, d), jnp.float32).swapaxes(1, 2)
+    else:  # the counter of cell (s, j, r) is its index in the [k, n, d] layout
+        if k * n * d >= 2**32:
+            raise ValueError(f"rng='hash' draws at most 2**32 - 1 cells per call, got "
+                             f"{k * n * d:,}; draw in chunks (sampler.stream)")
+        s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
+        iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, d, n), axis)
+        count = (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + iota(1)
+        u = (_mix32(_mix32(count + s0) ^ s1) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, d, n]
+    eps = jnp.take_along_axis(scm.noise.swapaxes(1, 2), idx, axis=2)  # noise[s, idx, j]
     return eps, u
+
+
+def draw_noise(scm: SCM, key: jax.Array, n: int, rng: str = "key") -> tuple[jax.Array, jax.Array]:
+    """Exogenous noise for n rows of each SCM: (eps f32[k, n, d], u f32[k, n, d]); eps is
+    resampled from each node's pool at index floor(u * m). ``rng="key"`` draws the uniforms
+    with the key's own JAX generator (threefry by default); ``rng="hash"`` with the counter
+    hash of ``hash_uniform`` (cell (s, r, j) hashes its flat index; faster on CPUs)."""
+    eps, u = draw_noise_columns(scm, key, n, rng)
+    return eps.swapaxes(1, 2), u.swapaxes(1, 2)
 
 
 # ----------------------------------------------------------------------------- one SCM
@@ -217,56 +234,90 @@ def nonlinear_depth(scm: SCM) -> jax.Array:
     return jax.lax.fori_loop(0, scm.d, step, nonlinear).max(initial=0)
 
 
-def _typed_solve(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tuple):
+def _with_onehot_rows(x_dxn, levels: tuple) -> jax.Array:
+    """Mechanism inputs f32[d + sum L, n] for a static layout, column-major: the d columns as
+    they are, then the one-hot rows of each categorical column."""
+    blocks = [(x_dxn[j][None, :] == jnp.arange(L, dtype=x_dxn.dtype)[:, None]).astype(x_dxn.dtype)
+              for j, L in enumerate(levels) if L]
+    return jnp.concatenate([x_dxn, *blocks], axis=0) if blocks else x_dxn
+
+
+def _columns_first_rows(w_sxq: jax.Array, levels: tuple) -> jax.Array:
+    """Weights over the standard slots f32[S, Q] -> rows in ``_with_onehot_rows`` order: one
+    row per column (zero for a categorical column, which enters by its one-hot rows), then
+    the level rows of each categorical column."""
+    slot_column, slot_level = slots_for(np.asarray(levels))
+    column_slot = np.zeros(len(levels), np.int32)
+    column_slot[slot_column[slot_level < 0]] = np.flatnonzero(slot_level < 0)
+    rows = np.concatenate([column_slot, np.flatnonzero(slot_level >= 0)])
+    keep = np.concatenate([np.asarray(levels) == 0, np.ones((slot_level >= 0).sum(), bool)])
+    return w_sxq[rows] * keep[:, None]
+
+
+def _typed_solve(scm: SCM, eps_dxn, u_dxn, do_mask_d, do_value_d, levels: tuple):
     """Linear / logistic SCMs (no quadratic, MLP or tree parameters) with a static column
-    layout (as ``_typed_parallel``). The linear numeric nodes and the roots are solved jointly
-    in closed form, x_L = rhs (I - W_LL)^-1, where rhs holds bias + noise + the terms of the
-    nonlinear parents (categorical, integer-rounded or intervened). Only the nonlinear nodes
-    need a sweep, so the loop runs ``nonlinear_depth`` rounds (after a first solve) instead of
-    ``depth`` sweeps; an all-numeric linear SCM is one matrix product. Equal to the walk up to float rounding."""
+    layout (as ``_typed_parallel``), for ONE SCM, column-major: noise and result f32[d, n].
+    The linear numeric nodes and the roots are solved jointly in closed form,
+    x_L = (I - W_LL)^-T rhs, where rhs holds bias + noise + the terms of the known inputs
+    (categorical, integer-rounded or intervened nodes). Only those nonlinear nodes need a
+    sweep, so the loop runs ``nonlinear_depth`` rounds after a first solve; an all-numeric
+    linear SCM is one matrix product. Column-major because every step is a skinny product
+    W (d x d) @ X (d x n) or a per-column operation on contiguous memory (no gathers, no
+    strided column slices: both are slow on CPUs). Equal to the walk up to float rounding."""
     levels = tuple(int(L) for L in levels)
+    d = len(levels)
     hi = jax.lax.Precision.HIGHEST
-    num = np.asarray([j for j, L in enumerate(levels) if L == 0], np.int32)
-    slot_column, _ = slots_for(np.asarray(levels))
-    num_slot = np.asarray([list(slot_column).index(j) for j in num], np.int32)
-    w_num = scm.lin_w[num, :, 0].T  # [S, d_num]: input slot -> numeric node
-    b_num = scm.lin_b[num, 0][None, :]
-    eps_num = eps_nxd[:, num]
-    kind_num = scm.kind[num]
-    cut = do_mask_d[num]  # intervened: a known value, parents cut
-    rounded = (kind_num == NUMERIC) & scm.is_integer[num] & ~cut
-    solved = ~rounded & ~cut  # linear numeric nodes and roots: the closed-form block
-    w_ll = w_num[num_slot] * (solved[:, None] & solved[None, :])  # [d_num, d_num]
-    inverse = _neumann_inverse(w_ll)
-    known_slot = jnp.ones(w_num.shape[0], bool).at[num_slot].set(~solved)
-    w_known = w_num * known_slot[:, None]  # [S, d_num]: terms of already-known inputs
-    root = (kind_num == ROOT)[None, :]
-    do_num = do_value_d[num][None, :]
+    categorical = [(j, L) for j, L in enumerate(levels) if L]
+    is_cat = np.asarray(levels) > 0
+    # outputs: every node's value (channel 0), then each categorical node's L logits
+    w_out = _columns_first_rows(jnp.concatenate(
+        [scm.lin_w[:, :, 0].T] + [scm.lin_w[j, :, :L] for j, L in categorical], axis=1), levels)
+    b_out = jnp.concatenate([scm.lin_b[:, 0]] + [scm.lin_b[j, :L] for j, L in categorical])
+    root = (scm.kind == ROOT)[:, None]
+    cut = do_mask_d  # intervened: a known value, parents cut
+    rounded = ((scm.kind == NUMERIC) & scm.is_integer & ~cut)[:, None]
+    solved = (~is_cat & ~cut)[:, None] & ~rounded  # linear numeric nodes and numeric roots
+    w_value = w_out[:, :d]  # [d + sum L, d]: input -> node value
+    inverse_t = _neumann_inverse(w_value[:d] * (solved & solved.T)).T  # [d, d]
+    known_input = jnp.concatenate([~solved[:, 0], jnp.ones(w_value.shape[0] - d, bool)])
+    w_known_t = (w_value * known_input[:, None]).T  # [d, d + sum L]: terms of known inputs
+    w_out_t, b_value, b_out = w_out.T, b_out[:d, None], b_out[:, None]
 
-    def solve(known_nxm, categorical):
-        """All columns, given the nonlinear ones (known f32[n, d_num] at rounded / cut nodes,
-        categorical {column: f32[n, 1]}): the linear block in closed form."""
-        z = _encode_typed(_assemble(levels, known_nxm, categorical), levels)
-        rhs = jnp.where(root, eps_num, jnp.dot(z, w_known, precision=hi) + b_num + eps_num)
-        value = jnp.where(solved[None], jnp.dot(jnp.where(solved[None], rhs, 0.0), inverse,
-                                                precision=hi), known_nxm)
-        return jnp.where(do_mask_d[None], do_value_d[None], _assemble(levels, value, categorical))
+    def solve(known_dxn):
+        """All columns, given the known ones (cut, rounded and categorical columns)."""
+        rhs = jnp.where(root, eps_dxn, jnp.dot(w_known_t, _with_onehot_rows(known_dxn, levels),
+                                               precision=hi) + b_value + eps_dxn)
+        value = jnp.dot(inverse_t, jnp.where(solved, rhs, 0.0), precision=hi)
+        return jnp.where(solved, value, known_dxn)
 
-    def round_(_, x_nxd):  # the nonlinear nodes from the previous round's values, then solve
-        z = _encode_typed(x_nxd, levels)
-        rounded_value = jnp.round(jnp.dot(z, w_num, precision=hi) + b_num + eps_num)
-        categorical = {j: jnp.where(do_mask_d[j], do_value_d[j], _categorical_column(
-            scm, j, L, jnp.dot(z, scm.lin_w[j, :, :L], precision=hi) + scm.lin_b[j, :L][None, :],
-            eps_nxd, u_nxd)) for j, L in enumerate(levels) if L}
-        return solve(jnp.where(rounded[None], rounded_value, known_start), categorical)
+    def round_(_, x_dxn):  # the nonlinear nodes from the previous round's values, then solve
+        out = jnp.dot(w_out_t, _with_onehot_rows(x_dxn, levels), precision=hi) + b_out
+        known = jnp.where(rounded, jnp.round(out[:d] + eps_dxn), known_start)
+        offset = d
+        for j, L in categorical:
+            probs_nxl = jax.nn.softmax(out[offset:offset + L].T, axis=-1)
+            code = inverse_cdf(probs_nxl, u_dxn[j], L)
+            code = jnp.where(cut[j], do_value_d[j], jnp.where(root[j, 0], eps_dxn[j], code))
+            known = known.at[j].set(code)
+            offset += L
+        return solve(known)
 
     # first solve: only cut nodes and categorical roots are known; after it every node with no
     # nonlinear ancestor is final, and each round finalises one more nonlinear level
-    known_start = jnp.broadcast_to(jnp.where(cut[None], do_num, 0.0), eps_num.shape)
-    start = solve(known_start, {j: jnp.where(do_mask_d[j], do_value_d[j],
-                                             jnp.where(scm.kind[j] == ROOT, eps_nxd[:, j], 0.0))[:, None]
-                                for j, L in enumerate(levels) if L})
-    return jax.lax.fori_loop(0, nonlinear_depth(scm), round_, start)
+    known_start = jnp.where(cut[:, None], do_value_d[:, None],
+                            jnp.where(root & is_cat[:, None], eps_dxn, 0.0))
+    return jax.lax.fori_loop(0, nonlinear_depth(scm), round_, solve(known_start))
+
+
+def _solve_columns(scm: SCM, eps_kxdxn, u_kxdxn, do_mask_d, do_value_d, levels: tuple):
+    """``_typed_solve`` over the k SCMs: rows f32[k, n, d] from column-major noise."""
+    if levels is None or not linear_only(scm):
+        raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
+                         "tree parameters) with a static column layout (levels=...)")
+    solve = functools.partial(_typed_solve, levels=tuple(levels))
+    rows = jax.vmap(solve, in_axes=(0, 0, 0, None, None))(
+        jax.vmap(masked_params)(scm), eps_kxdxn, u_kxdxn, do_mask_d, do_value_d)
+    return rows.swapaxes(1, 2)
 
 
 def static_levels(scm: SCM) -> tuple | None:
@@ -296,11 +347,9 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     do_mask = jnp.zeros(d, bool) if do_mask is None else jnp.asarray(do_mask, bool)
     do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
     if strategy == "solve":
-        if levels is None or not linear_only(scm):
-            raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
-                             "tree parameters) with a static column layout (levels=...)")
-        one_scm = functools.partial(_typed_solve, levels=tuple(levels))
-    elif strategy == "walk":
+        return _solve_columns(scm, eps.swapaxes(1, 2), u.swapaxes(1, 2), do_mask, do_value,
+                              levels)
+    if strategy == "walk":
         one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
     elif levels is not None:
         one_scm = functools.partial(_typed_parallel, levels=tuple(levels))
@@ -313,6 +362,10 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
 @functools.partial(jax.jit, static_argnames=("n", "strategy", "levels", "rng"))
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
             rng: str = "key"):
+    if strategy == "solve":  # noise drawn column-major, as the solve works
+        eps, u = draw_noise_columns(scm, key, n, rng)
+        return _solve_columns(scm, eps, u, jnp.asarray(do_mask, bool),
+                              jnp.asarray(do_value, jnp.float32), levels)
     eps, u = draw_noise(scm, key, n, rng)
     return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy,
                      levels=levels)
