@@ -35,6 +35,7 @@ from causaljax import sampler
 from causaljax.scm.random import random_scm
 from causaljax.scm.types import as_jax
 
+KEY = jax.random.key(0)  # made once: creating a key is not part of a draw
 RNGS = ("key", "hash")  # JAX's threefry from the key, or the counter hash (sampler.hash_uniform)
 PEAK_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s (SXM parts)
 
@@ -127,7 +128,7 @@ def bench_dowhy(args, results):
         for n in args.dowhy_rows:
             t_dowhy = timed(lambda: gcm.draw_samples(model, n), 1 if n >= 1e6 else 2)
             for rng in args.rngs:
-                t_ours = timed(lambda: sampler.sample(ours, jax.random.key(0), n, rng=rng), 3)
+                t_ours = timed(lambda: sampler.sample(ours, KEY, n, rng=rng), 3)
                 row = dict(part="dowhy", family=family, n=n, d=20, k=1, rng=rng, trees=trees,
                            strategy=sampler._plan(ours, "auto")[0],
                            dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
@@ -147,7 +148,7 @@ def bench_datasets(args, results):
     ensemble = as_jax(jax.tree.map(lambda a: np.repeat(np.asarray(a), 64, axis=0), one))
     t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 5)
     for rng in RNGS:
-        t_ours = timed(lambda: sampler.sample(ensemble, jax.random.key(0), 512, rng=rng), 5)
+        t_ours = timed(lambda: sampler.sample(ensemble, KEY, 512, rng=rng), 5)
         row = dict(part="datasets", family="linear", n=512, d=20, k=64, rng=rng,
                    strategy=sampler._plan(ensemble, "auto")[0],
                    dowhy_datasets_per_s=1 / t_dowhy, ours_datasets_per_s=64 / t_ours,
@@ -181,7 +182,7 @@ def bench_grid(args, results):
                     for strategy in sampler.STRATEGIES:
                         if strategy == "solve" and family != "linear":
                             continue  # the closed-form solve is for linear/logistic SCMs
-                        t = timed(lambda: sampler.sample(scm, jax.random.key(0), n,
+                        t = timed(lambda: sampler.sample(scm, KEY, n,
                                                          strategy=strategy), 3)
                         share = roofline(4.0 * k * n * d, t)
                         results.append(dict(part="grid", family=family, strategy=strategy, n=n,

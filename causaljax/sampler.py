@@ -76,23 +76,34 @@ def hash_uniform(key: jax.Array, shape: tuple) -> jax.Array:
     return (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
-def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key"):
-    """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, d, n]), the same
-    values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here). Each column's noise pool
-    is contiguous, and so is each column of the draw: what the closed-form solve works on."""
+def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None):
+    """The uniforms of ``draw_noise`` in column-major layout: f32[k, len(columns), n] for the
+    given static ``columns`` (default: all d) of shape = (k, n, d). With ``rng="hash"`` only
+    those columns are computed (cell (s, r, j) hashes its flat index in [k, n, d])."""
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
-    k, m, d = scm.noise.shape
+    k, n, d = shape
     if rng == "key":
-        u = jax.random.uniform(key, (k, n, d), jnp.float32).swapaxes(1, 2)
-    else:  # the counter of cell (s, j, r) is its index in the [k, n, d] layout
-        if k * n * d >= 2**32:
-            raise ValueError(f"rng='hash' draws at most 2**32 - 1 cells per call, got "
-                             f"{k * n * d:,}; draw in chunks (sampler.stream)")
-        s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
-        iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, d, n), axis)
-        count = (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + iota(1)
-        u = (_mix32(_mix32(count + s0) ^ s1) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        u = jax.random.uniform(key, (k, n, d), jnp.float32)
+        return (u if columns is None else u[:, :, np.asarray(columns, np.int64)]).swapaxes(1, 2)
+    columns = np.arange(d) if columns is None else np.asarray(columns, np.int64)
+    if k * n * d >= 2**32:
+        raise ValueError(f"rng='hash' draws at most 2**32 - 1 cells per call, got {k * n * d:,}; "
+                         "draw in chunks (sampler.stream)")
+    s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
+    out = (k, len(columns), n)
+    row = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, out, axis)
+    j = jnp.asarray(columns, jnp.uint32)[None, :, None]
+    count = (row(0) * jnp.uint32(n) + row(2)) * jnp.uint32(d) + j
+    return (_mix32(_mix32(count + s0) ^ s1) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key"):
+    """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, d, n]), the same
+    values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here). Each column of the
+    draw is contiguous: what the closed-form solve works on."""
+    k, m, d = scm.noise.shape
+    u = uniform_columns(key, (k, n, d), rng)
     idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, d, n]
     eps = jnp.take_along_axis(scm.noise.swapaxes(1, 2), idx, axis=2)  # noise[s, idx, j]
     return eps, u
@@ -254,9 +265,10 @@ def _columns_first_rows(w_sxq: jax.Array, levels: tuple) -> jax.Array:
     return w_sxq[rows] * keep[:, None]
 
 
-def _typed_solve(scm: SCM, eps_dxn, u_dxn, do_mask_d, do_value_d, levels: tuple):
+def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple):
     """Linear / logistic SCMs (no quadratic, MLP or tree parameters) with a static column
-    layout (as ``_typed_parallel``), for ONE SCM, column-major: noise and result f32[d, n].
+    layout (as ``_typed_parallel``), for ONE SCM, column-major: noise eps f32[d, n], the
+    uniforms u f32[c, n] of the c categorical columns only, and the result f32[d, n].
     The linear numeric nodes and the roots are solved jointly in closed form,
     x_L = (I - W_LL)^-T rhs, where rhs holds bias + noise + the terms of the known inputs
     (categorical, integer-rounded or intervened nodes). Only those nonlinear nodes need a
@@ -294,9 +306,9 @@ def _typed_solve(scm: SCM, eps_dxn, u_dxn, do_mask_d, do_value_d, levels: tuple)
         out = jnp.dot(w_out_t, _with_onehot_rows(x_dxn, levels), precision=hi) + b_out
         known = jnp.where(rounded, jnp.round(out[:d] + eps_dxn), known_start)
         offset = d
-        for j, L in categorical:
+        for i, (j, L) in enumerate(categorical):
             probs_nxl = jax.nn.softmax(out[offset:offset + L].T, axis=-1)
-            code = inverse_cdf(probs_nxl, u_dxn[j], L)
+            code = inverse_cdf(probs_nxl, u_cxn[i], L)
             code = jnp.where(cut[j], do_value_d[j], jnp.where(root[j, 0], eps_dxn[j], code))
             known = known.at[j].set(code)
             offset += L
@@ -309,14 +321,15 @@ def _typed_solve(scm: SCM, eps_dxn, u_dxn, do_mask_d, do_value_d, levels: tuple)
     return jax.lax.fori_loop(0, nonlinear_depth(scm), round_, solve(known_start))
 
 
-def _solve_columns(scm: SCM, eps_kxdxn, u_kxdxn, do_mask_d, do_value_d, levels: tuple):
-    """``_typed_solve`` over the k SCMs: rows f32[k, n, d] from column-major noise."""
+def _solve_columns(scm: SCM, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d, levels: tuple):
+    """``_typed_solve`` over the k SCMs: rows f32[k, n, d] from column-major noise (u: the
+    categorical columns only)."""
     if levels is None or not linear_only(scm):
         raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
                          "tree parameters) with a static column layout (levels=...)")
     solve = functools.partial(_typed_solve, levels=tuple(levels))
     rows = jax.vmap(solve, in_axes=(0, 0, 0, None, None))(
-        jax.vmap(masked_params)(scm), eps_kxdxn, u_kxdxn, do_mask_d, do_value_d)
+        jax.vmap(masked_params)(scm), eps_kxdxn, u_kxcxn, do_mask_d, do_value_d)
     return rows.swapaxes(1, 2)
 
 
@@ -347,8 +360,9 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     do_mask = jnp.zeros(d, bool) if do_mask is None else jnp.asarray(do_mask, bool)
     do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
     if strategy == "solve":
-        return _solve_columns(scm, eps.swapaxes(1, 2), u.swapaxes(1, 2), do_mask, do_value,
-                              levels)
+        categorical = [j for j, L in enumerate(levels or ()) if L]
+        return _solve_columns(scm, eps.swapaxes(1, 2), u[:, :, categorical].swapaxes(1, 2),
+                              do_mask, do_value, levels)
     if strategy == "walk":
         one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
     elif levels is not None:
@@ -363,7 +377,8 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
             rng: str = "key"):
     if strategy == "solve":  # noise drawn column-major, as the solve works
-        eps, u = draw_noise_columns(scm, key, n, rng)
+        eps, _ = draw_noise_columns(scm, key, n, rng)
+        u = uniform_columns(key, (scm.k, n, scm.d), rng, [j for j, L in enumerate(levels) if L])
         return _solve_columns(scm, eps, u, jnp.asarray(do_mask, bool),
                               jnp.asarray(do_value, jnp.float32), levels)
     eps, u = draw_noise(scm, key, n, rng)

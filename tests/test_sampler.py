@@ -345,3 +345,16 @@ def test_stacked_sources_with_tree_tables_keep_their_draws():
         np.testing.assert_allclose(np.asarray(sampler.propagate(one, eps, u)),
                                    np.asarray(sampler.propagate(scm, eps, u)), rtol=1e-5,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("rng", sampler.RNGS)
+def test_uniforms_of_some_columns_equal_the_full_draw(rng):
+    """The solve path hashes only the categorical columns' uniforms: they must be the very
+    cells of the full draw (column-major), for both generators."""
+    scm = make_scm(seed=31, k=3, n_levels=(0, 3, 0, 2))
+    key = jax.random.key(31)
+    eps, u = sampler.draw_noise(scm, key, 70, rng=rng)
+    eps_c, u_c = sampler.draw_noise_columns(scm, key, 70, rng=rng)
+    np.testing.assert_array_equal(np.asarray(eps_c), np.asarray(eps).swapaxes(1, 2))
+    some = sampler.uniform_columns(key, (3, 70, scm.d), rng, columns=[1, 3])
+    np.testing.assert_array_equal(np.asarray(some), np.asarray(u)[:, :, [1, 3]].swapaxes(1, 2))
