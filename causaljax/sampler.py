@@ -10,7 +10,9 @@ The draw has two stages, both pure:
    step); ``"parallel"`` updates every node at once ``depth + 1`` times (the longest path),
    specialised on the column layout when it is static (``_typed_parallel``: no gather or
    scatter inside the loop); ``"solve"`` (linear/logistic SCMs only) solves the linear
-   numeric nodes in closed form and sweeps only the nonlinear ones (``_typed_solve``).
+   numeric nodes in closed form and sweeps only the nonlinear ones (``_typed_solve``). The
+   solve works column-major (f32[d, n] per SCM: skinny products and contiguous columns), so
+   ``sample`` draws its noise that way directly (``draw_noise_columns``, same values).
 
 ``strategy="auto"`` (the default of ``sample``) takes "solve" for linear/logistic SCMs, the
 walk otherwise. ``rng="hash"`` swaps JAX's threefry for a counter hash, ~7x cheaper on CPUs.
