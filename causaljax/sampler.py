@@ -69,11 +69,19 @@ def hash_uniform(key: jax.Array, shape: tuple) -> jax.Array:
     threefry on a CPU; a pure function of the cell's global index, so sharded draws equal
     unsharded ones. Not a cryptographic generator: for Monte Carlo resampling only."""
     size = math.prod(shape)
+    _check_hash_size(size)
+    return _hashed_uniform(key, jax.lax.iota(jnp.uint32, size).reshape(shape))
+
+
+def _check_hash_size(size: int) -> None:
     if size >= 2**32:
         raise ValueError(f"rng='hash' draws at most 2**32 - 1 cells per call, got {size:,}; "
                          "draw in chunks (sampler.stream)")
+
+
+def _hashed_uniform(key: jax.Array, count: jax.Array) -> jax.Array:
+    """The uniform f32 of each cell counter uint32 (``hash_uniform``'s formula)."""
     s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
-    count = jax.lax.iota(jnp.uint32, size).reshape(shape)
     bits = _mix32(_mix32(count + s0) ^ s1)
     return (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
@@ -88,16 +96,11 @@ def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None
     if rng == "key":
         u = jax.random.uniform(key, (k, n, d), jnp.float32)
         return (u if columns is None else u[:, :, np.asarray(columns, np.int64)]).swapaxes(1, 2)
+    _check_hash_size(k * n * d)
     columns = np.arange(d) if columns is None else np.asarray(columns, np.int64)
-    if k * n * d >= 2**32:
-        raise ValueError(f"rng='hash' draws at most 2**32 - 1 cells per call, got {k * n * d:,}; "
-                         "draw in chunks (sampler.stream)")
-    s0, s1 = jax.random.bits(key, (2,), jnp.uint32)
-    out = (k, len(columns), n)
-    row = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, out, axis)
+    iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, len(columns), n), axis)
     j = jnp.asarray(columns, jnp.uint32)[None, :, None]
-    count = (row(0) * jnp.uint32(n) + row(2)) * jnp.uint32(d) + j
-    return (_mix32(_mix32(count + s0) ^ s1) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+    return _hashed_uniform(key, (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + j)
 
 
 def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key"):
@@ -116,8 +119,14 @@ def draw_noise(scm: SCM, key: jax.Array, n: int, rng: str = "key") -> tuple[jax.
     resampled from each node's pool at index floor(u * m). ``rng="key"`` draws the uniforms
     with the key's own JAX generator (threefry by default); ``rng="hash"`` with the counter
     hash of ``hash_uniform`` (cell (s, r, j) hashes its flat index; faster on CPUs)."""
-    eps, u = draw_noise_columns(scm, key, n, rng)
-    return eps.swapaxes(1, 2), u.swapaxes(1, 2)
+    if rng not in RNGS:
+        raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
+    k, m, d = scm.noise.shape
+    u = (jax.random.uniform(key, (k, n, d), jnp.float32) if rng == "key"
+         else hash_uniform(key, (k, n, d)))
+    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, n, d]
+    eps = jnp.take_along_axis(scm.noise, idx, axis=1)  # noise[s, idx[s, r, j], j]
+    return eps, u
 
 
 # ----------------------------------------------------------------------------- one SCM
