@@ -356,5 +356,18 @@ def test_uniforms_of_some_columns_equal_the_full_draw(rng):
     eps, u = sampler.draw_noise(scm, key, 70, rng=rng)
     eps_c, u_c = sampler.draw_noise_columns(scm, key, 70, rng=rng)
     np.testing.assert_array_equal(np.asarray(eps_c), np.asarray(eps).swapaxes(1, 2))
+    np.testing.assert_array_equal(np.asarray(u_c), np.asarray(u).swapaxes(1, 2))
     some = sampler.uniform_columns(key, (3, 70, scm.d), rng, columns=[1, 3])
     np.testing.assert_array_equal(np.asarray(some), np.asarray(u)[:, :, [1, 3]].swapaxes(1, 2))
+
+
+@pytest.mark.parametrize("rng", sampler.RNGS)
+def test_sample_solve_draws_the_same_rows_as_the_walk(rng):
+    """``sample`` draws the solve path's noise column-major: the rows must equal the walk's,
+    which draws it row-major, for the same key (categorical columns exactly)."""
+    scm = make_scm(seed=32, k=2, n_levels=(0, 3, 0, 2, 0), integer=(4,))
+    key = jax.random.key(32)
+    solve = np.asarray(sampler.sample(scm, key, 300, strategy="solve", rng=rng))
+    walk = np.asarray(sampler.sample(scm, key, 300, strategy="walk", rng=rng))
+    np.testing.assert_array_equal(solve[..., [1, 3]], walk[..., [1, 3]])
+    np.testing.assert_allclose(solve, walk, rtol=1e-4, atol=1e-4)
