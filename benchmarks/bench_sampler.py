@@ -146,9 +146,9 @@ def bench_datasets(args, results):
     model, one = fit_dowhy(df, "linear", args.auto_assign, seed=0)
     # the 64 SCMs live on the device, as a fitted ensemble does (not re-sent every call)
     ensemble = as_jax(jax.tree.map(lambda a: np.repeat(np.asarray(a), 64, axis=0), one))
-    t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 5)
+    t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 30)
     for rng in RNGS:
-        t_ours = timed(lambda: sampler.sample(ensemble, KEY, 512, rng=rng), 5)
+        t_ours = timed(lambda: sampler.sample(ensemble, KEY, 512, rng=rng), 100)
         row = dict(part="datasets", family="linear", n=512, d=20, k=64, rng=rng,
                    strategy=sampler._plan(ensemble, "auto")[0],
                    dowhy_datasets_per_s=1 / t_dowhy, ours_datasets_per_s=64 / t_ours,

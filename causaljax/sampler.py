@@ -103,14 +103,17 @@ def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None
     return _hashed_uniform(key, (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + j)
 
 
-def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key"):
-    """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, d, n]), the same
-    values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here). Each column of the
-    draw is contiguous: what the closed-form solve works on."""
+def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key", u_columns=None):
+    """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, c, n]), the same
+    values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here); u only for the static
+    ``u_columns`` (default: all d), which is all the closed-form solve reads (its categorical
+    columns). Each column of the draw is contiguous: what the solve works on."""
     k, m, d = scm.noise.shape
     u = uniform_columns(key, (k, n, d), rng)
     idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, d, n]
     eps = jnp.take_along_axis(scm.noise.swapaxes(1, 2), idx, axis=2)  # noise[s, idx, j]
+    if u_columns is not None:  # with rng="hash", re-hashing c columns beats keeping all d
+        u = uniform_columns(key, (k, n, d), rng, u_columns)
     return eps, u
 
 
@@ -256,6 +259,11 @@ def nonlinear_depth(scm: SCM) -> jax.Array:
     return jax.lax.fori_loop(0, scm.d, step, nonlinear).max(initial=0)
 
 
+def categorical_columns(levels: tuple) -> list[int]:
+    """The categorical columns (level count > 0) of a static column layout."""
+    return [j for j, L in enumerate(levels) if L]
+
+
 def _with_onehot_rows(x_dxn, levels: tuple) -> jax.Array:
     """Mechanism inputs f32[d + sum L, n] for a static layout, column-major: the d columns as
     they are, then the one-hot rows of each categorical column."""
@@ -290,7 +298,7 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple)
     levels = tuple(int(L) for L in levels)
     d = len(levels)
     hi = jax.lax.Precision.HIGHEST
-    categorical = [(j, L) for j, L in enumerate(levels) if L]
+    categorical = [(j, levels[j]) for j in categorical_columns(levels)]
     is_cat = np.asarray(levels) > 0
     # outputs: every node's value (channel 0), then each categorical node's L logits
     w_out = _columns_first_rows(jnp.concatenate(
@@ -313,6 +321,11 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple)
         value = jnp.dot(inverse_t, jnp.where(solved, rhs, 0.0), precision=hi)
         return jnp.where(solved, value, known_dxn)
 
+    # first solve: only cut nodes and categorical roots are known; after it every node with no
+    # nonlinear ancestor is final, and each round finalises one more nonlinear level
+    known_start = jnp.where(cut[:, None], do_value_d[:, None],
+                            jnp.where(root & is_cat[:, None], eps_dxn, 0.0))
+
     def round_(_, x_dxn):  # the nonlinear nodes from the previous round's values, then solve
         out = jnp.dot(w_out_t, _with_onehot_rows(x_dxn, levels), precision=hi) + b_out
         known = jnp.where(rounded, jnp.round(out[:d] + eps_dxn), known_start)
@@ -325,10 +338,6 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple)
             offset += L
         return solve(known)
 
-    # first solve: only cut nodes and categorical roots are known; after it every node with no
-    # nonlinear ancestor is final, and each round finalises one more nonlinear level
-    known_start = jnp.where(cut[:, None], do_value_d[:, None],
-                            jnp.where(root & is_cat[:, None], eps_dxn, 0.0))
     return jax.lax.fori_loop(0, nonlinear_depth(scm), round_, solve(known_start))
 
 
@@ -371,8 +380,8 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     do_mask = jnp.zeros(d, bool) if do_mask is None else jnp.asarray(do_mask, bool)
     do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
     if strategy == "solve":
-        categorical = [j for j, L in enumerate(levels or ()) if L]
-        return _solve_columns(scm, eps.swapaxes(1, 2), u[:, :, categorical].swapaxes(1, 2),
+        u_categorical = u[:, :, categorical_columns(levels or ())]
+        return _solve_columns(scm, eps.swapaxes(1, 2), u_categorical.swapaxes(1, 2),
                               do_mask, do_value, levels)
     if strategy == "walk":
         one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
@@ -388,8 +397,7 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
             rng: str = "key"):
     if strategy == "solve":  # noise drawn column-major, as the solve works
-        eps, _ = draw_noise_columns(scm, key, n, rng)
-        u = uniform_columns(key, (scm.k, n, scm.d), rng, [j for j, L in enumerate(levels) if L])
+        eps, u = draw_noise_columns(scm, key, n, rng, u_columns=categorical_columns(levels or ()))
         return _solve_columns(scm, eps, u, jnp.asarray(do_mask, bool),
                               jnp.asarray(do_value, jnp.float32), levels)
     eps, u = draw_noise(scm, key, n, rng)

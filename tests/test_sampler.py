@@ -359,6 +359,9 @@ def test_uniforms_of_some_columns_equal_the_full_draw(rng):
     np.testing.assert_array_equal(np.asarray(u_c), np.asarray(u).swapaxes(1, 2))
     some = sampler.uniform_columns(key, (3, 70, scm.d), rng, columns=[1, 3])
     np.testing.assert_array_equal(np.asarray(some), np.asarray(u)[:, :, [1, 3]].swapaxes(1, 2))
+    eps_s, u_s = sampler.draw_noise_columns(scm, key, 70, rng=rng, u_columns=[1, 3])
+    np.testing.assert_array_equal(np.asarray(eps_s), np.asarray(eps_c))
+    np.testing.assert_array_equal(np.asarray(u_s), np.asarray(some))
 
 
 @pytest.mark.parametrize("rng", sampler.RNGS)
