@@ -4,7 +4,7 @@
 This is the door for inference and counterfactual work; ``causaljax.sampler.sample`` stays the
 fast path. Each site's distribution is exactly the SCM's conditional of that column:
 
-    ROOT         uniform mixture of point masses at the empirical pool ``noise[:, j]``
+    ROOT         uniform mixture of point masses at the empirical pool ``noise[j]``
     NUMERIC      uniform mixture of point masses at ``f_j(parents) + residual`` (rounded when
                  ``is_integer``) — the additive-noise model with its empirical residuals
     CATEGORICAL  ``Categorical(softmax(f_j(parents)))`` over the column's levels (site value =
@@ -53,7 +53,7 @@ def as_numpyro(scm: SCM, table=None, *, index: int = 0):
         x = jnp.zeros((n_rows, scm.d), jnp.float32)
         with numpyro.plate("rows", n_rows):
             for j in order:
-                pool = one.noise[:, j]
+                pool = one.noise[j]
                 if kind[j] == ROOT:
                     d_j = _empirical(jnp.broadcast_to(pool, (n_rows, pool.shape[0])))
                 else:

@@ -136,7 +136,7 @@ def _one_scm(key, D: int, H: int, m: int, rng: str = "key") -> dict:
     return dict(  # noqa: C408 - keyword names are the SCM fields
                 parents=parents, order=jnp.arange(D, dtype=jnp.int32), depth=level.max(),
                 kind=jnp.where(is_root, ROOT, NUMERIC).astype(jnp.int32),
-                n_levels=jnp.zeros(D, jnp.int32), is_integer=is_integer, noise=noise,
+                n_levels=jnp.zeros(D, jnp.int32), is_integer=is_integer, noise=noise.T,  # [D, m]
                 slot_column=jnp.arange(D, dtype=jnp.int32),
                 slot_level=jnp.full((D,), -1, jnp.int32),
                 lin_w=lin_w, lin_b=jnp.zeros((D, 1)), quad_w=jnp.zeros((D, 0, 0, 1)),

@@ -3,7 +3,7 @@
 The draw has two stages, both pure:
 
 1. ``draw_noise(scm, key, n)``: one uniform ``u[k, n, d]`` per cell; a ROOT or NUMERIC node
-   takes ``eps = noise[floor(u * m), j]`` from its empirical pool, a CATEGORICAL node uses ``u``
+   takes ``eps = noise[j, floor(u * m)]`` from its empirical pool, a CATEGORICAL node uses ``u``
    for inverse-CDF sampling of its level.
 2. ``propagate(scm, eps, u)``: push the exogenous noise through the DAG. Strategies:
    ``"walk"`` visits the nodes in topological order (``lax.fori_loop`` over d, one node per
@@ -88,14 +88,16 @@ def _hashed_uniform(key: jax.Array, count: jax.Array) -> jax.Array:
 
 def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None):
     """The uniforms of ``draw_noise`` in column-major layout: f32[k, len(columns), n] for the
-    given static ``columns`` (default: all d) of shape = (k, n, d). With ``rng="hash"`` only
-    those columns are computed (cell (s, r, j) hashes its flat index in [k, n, d])."""
+    given static ``columns`` (default: all d) of shape = (k, n, d). ``rng="key"``: the key's
+    generator draws f32[k, d, n] (column-major, the layout the solve reads; ``draw_noise``
+    transposes it). ``rng="hash"``: only those columns are computed (cell (s, r, j) hashes its
+    flat index in [k, n, d])."""
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     k, n, d = shape
     if rng == "key":
-        u = jax.random.uniform(key, (k, n, d), jnp.float32)
-        return (u if columns is None else u[:, :, np.asarray(columns, np.int64)]).swapaxes(1, 2)
+        u = jax.random.uniform(key, (k, d, n), jnp.float32)
+        return u if columns is None else u[:, np.asarray(columns, np.int64)]
     _check_hash_size(k * n * d)
     columns = np.arange(d) if columns is None else np.asarray(columns, np.int64)
     iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, len(columns), n), axis)
@@ -103,15 +105,28 @@ def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None
     return _hashed_uniform(key, (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + j)
 
 
+def _from_pools(noise_kxdxm: jax.Array, u: jax.Array, column_axis: int) -> jax.Array:
+    """eps = noise[s, j, floor(u * m)] for uniforms u f32[k, ...] whose column j lies on
+    ``column_axis``: one flat gather (XLA:CPU's fastest form; each node's pool is contiguous,
+    so the reads of a column stay within m floats)."""
+    k, d, m = noise_kxdxm.shape
+    if k * d * m >= 2**31:
+        raise ValueError(f"the noise pools hold {k * d * m:,} values; at most 2**31 - 1 are supported")
+    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)
+    start = (jnp.arange(k * d, dtype=jnp.int32) * m).reshape(k, d)  # flat offset of each pool
+    start = jnp.expand_dims(start, [a for a in range(1, u.ndim) if a != column_axis])
+    flat = (idx + start).reshape(-1)
+    return jnp.take(noise_kxdxm.reshape(-1), flat, mode="clip").reshape(u.shape)
+
+
 def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key", u_columns=None):
     """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, c, n]), the same
     values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here); u only for the static
     ``u_columns`` (default: all d), which is all the closed-form solve reads (its categorical
     columns). Each column of the draw is contiguous: what the solve works on."""
-    k, m, d = scm.noise.shape
-    u = uniform_columns(key, (k, n, d), rng)
-    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, d, n]
-    eps = jnp.take_along_axis(scm.noise.swapaxes(1, 2), idx, axis=2)  # noise[s, idx, j]
+    k, d, _ = scm.noise.shape
+    u = uniform_columns(key, (k, n, d), rng)  # [k, d, n]
+    eps = _from_pools(scm.noise, u, column_axis=1)
     if u_columns is not None:  # with rng="hash", re-hashing c columns beats keeping all d
         u = uniform_columns(key, (k, n, d), rng, u_columns)
     return eps, u
@@ -120,15 +135,15 @@ def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key", u_col
 def draw_noise(scm: SCM, key: jax.Array, n: int, rng: str = "key") -> tuple[jax.Array, jax.Array]:
     """Exogenous noise for n rows of each SCM: (eps f32[k, n, d], u f32[k, n, d]); eps is
     resampled from each node's pool at index floor(u * m). ``rng="key"`` draws the uniforms
-    with the key's own JAX generator (threefry by default); ``rng="hash"`` with the counter
+    with the key's own JAX generator (threefry by default; as f32[k, d, n], transposed: see
+    ``uniform_columns``); ``rng="hash"`` with the counter
     hash of ``hash_uniform`` (cell (s, r, j) hashes its flat index; faster on CPUs)."""
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
-    k, m, d = scm.noise.shape
-    u = (jax.random.uniform(key, (k, n, d), jnp.float32) if rng == "key"
+    k, d, _ = scm.noise.shape
+    u = (uniform_columns(key, (k, n, d), rng).swapaxes(1, 2) if rng == "key"
          else hash_uniform(key, (k, n, d)))
-    idx = jnp.minimum((u * m).astype(jnp.int32), m - 1)  # [k, n, d]
-    eps = jnp.take_along_axis(scm.noise, idx, axis=1)  # noise[s, idx[s, r, j], j]
+    eps = _from_pools(scm.noise, u, column_axis=2)  # noise[s, j, floor(u[s, r, j] * m)]
     return eps, u
 
 
@@ -288,37 +303,43 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple)
     """Linear / logistic SCMs (no quadratic, MLP or tree parameters) with a static column
     layout (as ``_typed_parallel``), for ONE SCM, column-major: noise eps f32[d, n], the
     uniforms u f32[c, n] of the c categorical columns only, and the result f32[d, n].
-    The linear numeric nodes and the roots are solved jointly in closed form,
-    x_L = (I - W_LL)^-T rhs, where rhs holds bias + noise + the terms of the known inputs
-    (categorical, integer-rounded or intervened nodes). Only those nonlinear nodes need a
-    sweep, so the loop runs ``nonlinear_depth`` rounds after a first solve; an all-numeric
-    linear SCM is one matrix product. Column-major because every step is a skinny product
-    W (d x d) @ X (d x n) or a per-column operation on contiguous memory (no gathers, no
-    strided column slices: both are slow on CPUs). Equal to the walk up to float rounding."""
+    The linear numeric nodes and the roots L are solved jointly in closed form,
+    x_L = (I - W_LL)^-T (b + eps + W_KL^T k), where k holds the known inputs (categorical
+    nodes as one-hot rows, integer-rounded and intervened nodes). That is
+    x_L = base + M k with base = A (b + eps) and M = A W_KL^T (A = (I - W_LL)^-T) computed
+    once, so each nonlinear round costs one product with the new known inputs. The loop runs
+    ``nonlinear_depth`` rounds after the first solve; an all-numeric linear SCM is one
+    product.
+    Column-major because every step is a skinny product W (d x q) @ X (q x n) or a
+    per-column operation on contiguous memory (no gathers, no strided column slices: both
+    are slow on CPUs). Equal to the walk up to float rounding."""
     levels = tuple(int(L) for L in levels)
     d = len(levels)
     hi = jax.lax.Precision.HIGHEST
     categorical = [(j, levels[j]) for j in categorical_columns(levels)]
     is_cat = np.asarray(levels) > 0
-    # outputs: every node's value (channel 0), then each categorical node's L logits
+    # input rows (q = d + sum L, see _with_onehot_rows) -> every node's value, then each
+    # categorical node's L logits
     w_out = _columns_first_rows(jnp.concatenate(
         [scm.lin_w[:, :, 0].T] + [scm.lin_w[j, :, :L] for j, L in categorical], axis=1), levels)
-    b_out = jnp.concatenate([scm.lin_b[:, 0]] + [scm.lin_b[j, :L] for j, L in categorical])
+    b_value = scm.lin_b[:, :1]  # [d, 1]
+    b_logits = jnp.concatenate([scm.lin_b[j, :L] for j, L in categorical]
+                               or [jnp.zeros(0)])[:, None]  # [sum L, 1]
     root = (scm.kind == ROOT)[:, None]
     cut = do_mask_d  # intervened: a known value, parents cut
     rounded = ((scm.kind == NUMERIC) & scm.is_integer & ~cut)[:, None]
     solved = (~is_cat & ~cut)[:, None] & ~rounded  # linear numeric nodes and numeric roots
-    w_value = w_out[:, :d]  # [d + sum L, d]: input -> node value
-    inverse_t = _neumann_inverse(w_value[:d] * (solved & solved.T)).T  # [d, d]
+    w_value = w_out[:, :d]  # [q, d]: input -> node value
+    inverse_t = _neumann_inverse(w_value[:d] * (solved & solved.T)).T  # A: [d, d]
     known_input = jnp.concatenate([~solved[:, 0], jnp.ones(w_value.shape[0] - d, bool)])
-    w_known_t = (w_value * known_input[:, None]).T  # [d, d + sum L]: terms of known inputs
-    w_out_t, b_value, b_out = w_out.T, b_out[:d, None], b_out[:, None]
+    w_known_t = (w_value * known_input[:, None]).T * (solved & ~root)  # [d, q]: W_KL^T
+    known_map = jnp.dot(inverse_t, w_known_t, precision=hi)  # M: [d, q]
+    base = jnp.dot(inverse_t, jnp.where(solved, eps_dxn + jnp.where(root, 0.0, b_value), 0.0),
+                   precision=hi)
 
     def solve(known_dxn):
         """All columns, given the known ones (cut, rounded and categorical columns)."""
-        rhs = jnp.where(root, eps_dxn, jnp.dot(w_known_t, _with_onehot_rows(known_dxn, levels),
-                                               precision=hi) + b_value + eps_dxn)
-        value = jnp.dot(inverse_t, jnp.where(solved, rhs, 0.0), precision=hi)
+        value = base + jnp.dot(known_map, _with_onehot_rows(known_dxn, levels), precision=hi)
         return jnp.where(solved, value, known_dxn)
 
     # first solve: only cut nodes and categorical roots are known; after it every node with no
@@ -327,12 +348,14 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple)
                             jnp.where(root & is_cat[:, None], eps_dxn, 0.0))
 
     def round_(_, x_dxn):  # the nonlinear nodes from the previous round's values, then solve
-        out = jnp.dot(w_out_t, _with_onehot_rows(x_dxn, levels), precision=hi) + b_out
-        known = jnp.where(rounded, jnp.round(out[:d] + eps_dxn), known_start)
-        offset = d
+        inputs = _with_onehot_rows(x_dxn, levels)
+        out = jnp.dot(w_out.T, inputs, precision=hi)  # values, then categorical logits
+        known = jnp.where(rounded, jnp.round(out[:d] + b_value + eps_dxn), known_start)
+        logits = out[d:] + b_logits
+        offset = 0
         for i, (j, L) in enumerate(categorical):
-            probs_nxl = jax.nn.softmax(out[offset:offset + L].T, axis=-1)
-            code = inverse_cdf(probs_nxl, u_cxn[i], L)
+            probs_lxn = jax.nn.softmax(logits[offset:offset + L], axis=0)
+            code = inverse_cdf(probs_lxn, u_cxn[i], L, axis=0)
             code = jnp.where(cut[j], do_value_d[j], jnp.where(root[j, 0], eps_dxn[j], code))
             known = known.at[j].set(code)
             offset += L

@@ -102,13 +102,13 @@ def _check_structure(model, table, scm):
             if table.n_levels[j]:
                 levels = [str(v) for v in table.columns[j].levels]
                 labels = [levels.index(str(v)) for v in labels]
-            np.testing.assert_allclose(np.asarray(scm.noise[0, :, j]), labels, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(scm.noise[0, j]), labels, rtol=1e-6)
         elif isinstance(mech, gcm.ClassifierFCM):
             assert kinds[j] == CATEGORICAL
         else:
             assert kinds[j] == NUMERIC
             assert bool(scm.is_integer[0, j]) == isinstance(mech, gcm.DiscreteAdditiveNoiseModel)
-            np.testing.assert_allclose(np.asarray(scm.noise[0, :, j]),
+            np.testing.assert_allclose(np.asarray(scm.noise[0, j]),
                                        np.ravel(mech.noise_model.data), rtol=1e-5, atol=1e-5)
 
 

@@ -64,12 +64,12 @@ def test_linear_fit_equals_least_squares():
         got = outputs(scm, s, j, x)[:, 0]
         np.testing.assert_allclose(got, expected, atol=2e-3 * x[:, j].std())
         # the noise pool holds the training residuals (all rows: m = n here)
-        np.testing.assert_allclose(np.sort(np.asarray(scm.noise[s, :, j])),
+        np.testing.assert_allclose(np.sort(np.asarray(scm.noise[s, j])),
                                    np.sort(x[:, j] - expected), atol=2e-3 * x[:, j].std())
     assert int(scm.kind[0, 0]) == ROOT and int(scm.kind[1, 1]) == ROOT
     assert int(scm.kind[0, 3]) == NUMERIC and int(scm.kind[1, 2]) == CATEGORICAL
     # a root's pool is the observed column
-    np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[0, :, 0])), np.sort(x[:, 0]))
+    np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[0, 0])), np.sort(x[:, 0]))
 
 
 def test_logistic_fit_matches_sklearn():
@@ -151,7 +151,7 @@ def test_mlp_beats_constant_on_held_out_rows():
 def test_shapes_and_reproducibility(selection_fit):
     table, dags, scm, _ = selection_fit
     k, d = dags.shape[:2]
-    assert scm.parents.shape == (k, d, d) and scm.noise.shape == (k, 600, d)
+    assert scm.parents.shape == (k, d, d) and scm.noise.shape == (k, d, 600)
     assert scm.lin_w.shape[:2] == (k, d) and scm.tree_feature.shape[:2] == (k, d)
     np.testing.assert_array_equal(np.asarray(scm.parents), dags)
     again = fit(table, SimpleNamespace(adjacency=dags), key=KEY, mlp_steps=200,
@@ -159,8 +159,8 @@ def test_shapes_and_reproducibility(selection_fit):
     for a, b in zip(jax.tree.leaves(scm), jax.tree.leaves(again)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     other = fit(table, dags, key=jax.random.key(1), families=("linear",), max_noise_rows=100)
-    assert other.noise.shape[1] == 100
-    assert not np.array_equal(np.asarray(other.noise[0, :, 0]), np.asarray(scm.noise[0, :100, 0]))
+    assert other.noise.shape[2] == 100
+    assert not np.array_equal(np.asarray(other.noise[0, 0]), np.asarray(scm.noise[0, 0, :100]))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -189,7 +189,7 @@ def test_constant_column_becomes_root():
     with pytest.warns(UserWarning, match="const"):
         scm = fit(table, adjacency(6, [(0, 0, 5), (0, 0, 1)]), key=KEY, families=("linear",))
     assert int(scm.kind[0, 5]) == ROOT and not np.asarray(scm.parents)[0, :, 5].any()
-    assert np.all(np.asarray(scm.noise[0, :, 5]) == 4.0)
+    assert np.all(np.asarray(scm.noise[0, 5]) == 4.0)
 
 
 # ----------------------------------------------------------------------------- through the sampler
@@ -224,7 +224,7 @@ def test_empty_dag_gives_all_roots():
     table = Table.from_pandas(step_frame(50, 9), target="t")
     scm = fit(table, np.zeros((2, 5, 5), bool), key=KEY)
     assert np.all(np.asarray(scm.kind) == ROOT) and scm.tree_feature.shape[2] == 0
-    np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[1]), axis=0),
+    np.testing.assert_array_equal(np.sort(np.asarray(scm.noise[1]).T, axis=0),
                                   np.sort(table.values, axis=0))
 
 
@@ -328,7 +328,7 @@ def test_tree_noise_pools_are_residuals_of_the_sampler_mechanism():
     x = table.values
     for j in (2, 3):
         residual = x[:, j] - outputs(scm, 0, j, x)[:, 0]
-        np.testing.assert_allclose(np.sort(np.asarray(scm.noise[0, :, j])), np.sort(residual),
+        np.testing.assert_allclose(np.sort(np.asarray(scm.noise[0, j])), np.sort(residual),
                                    atol=1e-4)
 
 

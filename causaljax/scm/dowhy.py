@@ -42,7 +42,7 @@ numeric (integer labels left as numbers) is refused when it is a node, and read 
 numeric label value when it is a parent.
 
 Noise pools. DoWhy keeps every training value / residual, so normally each node has ``n``
-of them and ``noise[:, j]`` is the pool verbatim. Pools of different sizes are brought to
+of them and ``noise[j]`` is the pool verbatim. Pools of different sizes are brought to
 ``m`` = the largest: a pool of size ``p`` is tiled ``m // p`` times and the remaining
 ``m % p`` entries are drawn without replacement (seed ``seed``), which keeps every value's
 frequency within one copy of exact.
@@ -422,14 +422,14 @@ def from_dowhy(gcm_model, table, *, seed: int = 0, tree_budget: int | None = 2**
         else:
             raise ValueError(f"node {node!r}: unsupported mechanism {mech_name}")
 
-    # noise pools -> f32[m, d]
+    # noise pools -> f32[d, m]
     sizes = [len(p) for p in pools if p is not None]
     m = max(sizes, default=1)
     rng = np.random.default_rng(seed)
-    noise = np.zeros((m, d), np.float64)
+    noise = np.zeros((d, m), np.float64)
     for j, pool in enumerate(pools):
         if pool is not None:
-            noise[:, j] = pool if len(pool) == m else _fit_pool(pool, m, rng)
+            noise[j] = pool if len(pool) == m else _fit_pool(pool, m, rng)
 
     # families
     use_quad = any(t is not None and t["quad_w"] is not None for t in terms)

@@ -542,8 +542,8 @@ def fit(table, dags, *, key, families=FAMILIES, holdout: float = 0.2, refit: boo
         pred = _task_outputs(p, _take(final, numeric), resid_rows)[:, :, 0]  # [U_num, m]
         pools[:, numeric] = p.targets(numeric, resid_rows) - pred.T
     idx = np.where(task_of >= 0, task_of, U)  # [k, d]: task of every node (U for roots)
-    noise = pools[:, idx].transpose(1, 0, 2)  # [k, m, d]
-    noise = np.where((kind == ROOT)[:, None, :], values[root_rows][None], noise)
+    noise = pools[:, idx].transpose(1, 2, 0)  # [k, d, m]
+    noise = np.where((kind == ROOT)[:, :, None], values[root_rows].T[None], noise)
 
     # 4. scatter task parameters to the k x d nodes
     trees = [t for t in final["trees"] if t is not None]

@@ -168,8 +168,9 @@ def categorical_probs(logits_nxc: jax.Array, n_levels) -> jax.Array:
     return jax.nn.softmax(jnp.where(valid, logits_nxc, -jnp.inf), axis=-1)
 
 
-def inverse_cdf(probs_nxc: jax.Array, u_n: jax.Array, n_levels) -> jax.Array:
-    """Level code (as float) whose CDF bracket holds the uniform u."""
-    cdf = jnp.cumsum(probs_nxc, axis=-1)
-    code = (cdf < u_n[:, None]).sum(axis=-1)
+def inverse_cdf(probs_nxc: jax.Array, u_n: jax.Array, n_levels, axis: int = -1) -> jax.Array:
+    """Level code (as float) whose CDF bracket holds the uniform u; the levels lie on ``axis``
+    (-1: probs f32[n, C]; 0: column-major probs f32[C, n])."""
+    cdf = jnp.cumsum(probs_nxc, axis=axis)
+    code = (cdf < jnp.expand_dims(u_n, axis)).sum(axis=axis)
     return jnp.minimum(code, n_levels - 1).astype(probs_nxc.dtype)

@@ -95,7 +95,8 @@ def random_scm(seed=0, k=2, n_levels=(0, 0, 3, 0, 2), *, edge_prob=0.6, m=64, hi
     scm = SCM(
         parents=parents, order=perm.astype(np.int32), depth=level.max(1).astype(np.int32),
         kind=kind.astype(np.int32), n_levels=np.broadcast_to(n_levels, (k, d)).copy(),
-        is_integer=np.broadcast_to(integer_cols, (k, d)).copy(), noise=noise,
+        is_integer=np.broadcast_to(integer_cols, (k, d)).copy(),
+        noise=np.ascontiguousarray(noise.swapaxes(1, 2)),  # [k, d, m]
         slot_column=np.broadcast_to(slot_column, (k, S)).copy(),
         slot_level=np.broadcast_to(slot_level, (k, S)).copy(),
         tree_depth=tree_depth if n_trees else 0,

@@ -47,8 +47,8 @@ Per node, U table axes (input slots), G groups of summed trees, each a table of 
 ``channel`` rows, padding axes zero ``remap`` rows. Tables read only parent slots.
 
 How a node turns ``out`` and its exogenous noise into a value (``kind``):
-    ROOT         x_j = eps_j, eps_j drawn from the empirical pool ``noise[:, j]`` (observed values)
-    NUMERIC      x_j = out_j[0] + eps_j, eps_j drawn from ``noise[:, j]`` (training residuals);
+    ROOT         x_j = eps_j, eps_j drawn from the empirical pool ``noise[j]`` (observed values)
+    NUMERIC      x_j = out_j[0] + eps_j, eps_j drawn from ``noise[j]`` (training residuals);
                  rounded when ``is_integer[j]`` (DoWhy's discrete additive-noise model)
     CATEGORICAL  x_j ~ Categorical(softmax(out_j[:n_levels[j]])) by inverse CDF of a uniform u_j;
                  a decision-tree classifier stores log-probabilities as its leaf values.
@@ -89,7 +89,8 @@ class SCM:
     kind: jax.Array  # int32[k, d]: ROOT / NUMERIC / CATEGORICAL
     n_levels: jax.Array  # int32[k, d]: levels of categorical columns, 0 for numeric ones
     is_integer: jax.Array  # bool[k, d]: numeric outputs rounded to integers
-    noise: jax.Array  # f32[k, m, d]: empirical pools (root values / residuals)
+    noise: jax.Array  # f32[k, d, m]: empirical pools (root values / residuals), one
+    #                   contiguous row per node (the sampler gathers within a node's pool)
     # input encoding
     slot_column: jax.Array  # int32[k, S]
     slot_level: jax.Array  # int32[k, S]: -1 raw value, else one-hot level
@@ -208,10 +209,10 @@ def check_shapes(scm: SCM) -> None:
     Q = scm.quad_w.shape[2]
     P = scm.cube_w.shape[2]
     T, N = scm.tree_feature.shape[2:]
-    m = scm.noise.shape[1]
+    m = scm.noise.shape[2]
     expected = dict(
         parents=(k, d, d), order=(k, d), depth=(k,), kind=(k, d), n_levels=(k, d),
-        is_integer=(k, d), noise=(k, m, d), slot_column=(k, S), slot_level=(k, S),
+        is_integer=(k, d), noise=(k, d, m), slot_column=(k, S), slot_level=(k, S),
         lin_w=(k, d, S, C), lin_b=(k, d, C), quad_w=(k, d, Q, Q, C), cube_idx=(k, d, P, 3),
         cube_w=(k, d, P, C), mlp_w1=(k, d, S, H),
         mlp_b1=(k, d, H), mlp_w2=(k, d, H, C), tree_feature=(k, d, T, N),
@@ -249,7 +250,7 @@ def validate(scm: SCM) -> None:
     S = scm.slot_column.shape[-1]
     C = scm.lin_w.shape[-1]
     T, N = scm.tree_feature.shape[2:]
-    m = scm.noise.shape[1]
+    m = scm.noise.shape[2]
     if m == 0:
         raise ValueError("SCM.noise has no rows (m = 0)")
     parents = np.asarray(scm.parents)
