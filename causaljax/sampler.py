@@ -299,81 +299,126 @@ def _columns_first_rows(w_sxq: jax.Array, levels: tuple) -> jax.Array:
     return w_sxq[rows] * keep[:, None]
 
 
-def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple):
+def _onehot_rows(codes_cxn, categorical) -> jax.Array:
+    """Level codes f32[c, n] of the categorical columns -> their one-hot rows f32[sum L, n]."""
+    rows = [(codes_cxn[i][None] == jnp.arange(L, dtype=codes_cxn.dtype)[:, None])
+            for i, (_, L) in enumerate(categorical)]
+    return jnp.concatenate(rows).astype(codes_cxn.dtype) if rows else codes_cxn[:0]
+
+
+def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
+                 rounding: tuple | None = None):
     """Linear / logistic SCMs (no quadratic, MLP or tree parameters) with a static column
     layout (as ``_typed_parallel``), for ONE SCM, column-major: noise eps f32[d, n], the
     uniforms u f32[c, n] of the c categorical columns only, and the result f32[d, n].
-    The linear numeric nodes and the roots L are solved jointly in closed form,
-    x_L = (I - W_LL)^-T (b + eps + W_KL^T k), where k holds the known inputs (categorical
-    nodes as one-hot rows, integer-rounded and intervened nodes). That is
-    x_L = base + M k with base = A (b + eps) and M = A W_KL^T (A = (I - W_LL)^-T) computed
-    once, so each nonlinear round costs one product with the new known inputs. The loop runs
-    ``nonlinear_depth`` rounds after the first solve; an all-numeric linear SCM is one
-    product.
-    Column-major because every step is a skinny product W (d x q) @ X (q x n) or a
-    per-column operation on contiguous memory (no gathers, no strided column slices: both
-    are slow on CPUs). Equal to the walk up to float rounding."""
+
+    The linear numeric nodes and the roots (the solved set S) are solved jointly in closed
+    form, x_S = A (b + eps) + M k with A = (I - W_SS)^-T and M = A W_KS^T, where k holds the
+    known inputs: intervened nodes (constant over rows) and the nonlinear nodes, i.e. the
+    categorical ones (as one-hot rows) and the integer-rounded ones. Only the nonlinear
+    nodes are iterated, as a small state s (one value row per column in ``rounding``, the
+    static columns that may be rounded, default every numeric column; one row per level of
+    each categorical column): everything is linear in s, so their pre-activations are
+    z = P + G s + g with P = W^T A (b + eps) computed once, and a round costs products with
+    the r + sum L state rows only. ``nonlinear_depth`` rounds, then x_S once more from the
+    final state. Column-major because every step is a skinny product or a per-row operation
+    on contiguous memory (no gathers, no strided column slices: both are slow on CPUs).
+    Equal to the walk up to float rounding."""
     levels = tuple(int(L) for L in levels)
     d = len(levels)
     hi = jax.lax.Precision.HIGHEST
+    dot = functools.partial(jnp.dot, precision=hi)
     categorical = [(j, levels[j]) for j in categorical_columns(levels)]
+    cat_cols = [j for j, _ in categorical]
     is_cat = np.asarray(levels) > 0
-    # input rows (q = d + sum L, see _with_onehot_rows) -> every node's value, then each
-    # categorical node's L logits
+    rows_r = [j for j in range(d) if not is_cat[j]] if rounding is None else list(rounding)
+    r, n_oh = len(rows_r), sum(L for _, L in categorical)
+    q = d + n_oh  # mechanism inputs (see _with_onehot_rows): the d columns, then one-hot rows
+    # w_out: input row -> every node's value (d outputs), then each categorical node's logits
     w_out = _columns_first_rows(jnp.concatenate(
         [scm.lin_w[:, :, 0].T] + [scm.lin_w[j, :, :L] for j, L in categorical], axis=1), levels)
-    b_value = scm.lin_b[:, :1]  # [d, 1]
-    b_logits = jnp.concatenate([scm.lin_b[j, :L] for j, L in categorical]
-                               or [jnp.zeros(0)])[:, None]  # [sum L, 1]
-    root = (scm.kind == ROOT)[:, None]
-    cut = do_mask_d  # intervened: a known value, parents cut
-    rounded = ((scm.kind == NUMERIC) & scm.is_integer & ~cut)[:, None]
-    solved = (~is_cat & ~cut)[:, None] & ~rounded  # linear numeric nodes and numeric roots
-    w_value = w_out[:, :d]  # [q, d]: input -> node value
-    inverse_t = _neumann_inverse(w_value[:d] * (solved & solved.T)).T  # A: [d, d]
-    known_input = jnp.concatenate([~solved[:, 0], jnp.ones(w_value.shape[0] - d, bool)])
-    w_known_t = (w_value * known_input[:, None]).T * (solved & ~root)  # [d, q]: W_KL^T
-    known_map = jnp.dot(inverse_t, w_known_t, precision=hi)  # M: [d, q]
-    base = jnp.dot(inverse_t, jnp.where(solved, eps_dxn + jnp.where(root, 0.0, b_value), 0.0),
-                   precision=hi)
+    b_out = jnp.concatenate([scm.lin_b[:, 0]] + [scm.lin_b[j, :L] for j, L in categorical])
+    root, cut = scm.kind == ROOT, do_mask_d  # cut: intervened, a known value, parents cut
+    in_r = np.isin(np.arange(d), rows_r)
+    rounded = (scm.kind == NUMERIC) & scm.is_integer & ~cut & in_r
+    solved = ~is_cat & ~cut & ~rounded  # linear numeric nodes and numeric roots
+    s_col = solved[:, None]
+    inverse_t = _neumann_inverse(w_out[:d, :d] * (s_col & s_col.T)).T  # A: [d, d]
+    known_input = jnp.concatenate([~solved, jnp.ones(n_oh, bool)])  # [q]
+    known_map = dot(inverse_t, (w_out[:, :d] * known_input[:, None]).T
+                    * (s_col & ~root[:, None]))  # M: [d, q]
+    base = dot(inverse_t, jnp.where(s_col, eps_dxn + jnp.where(root, 0.0, b_out[:d])[:, None],
+                                    0.0))  # A (b + eps): [d, n]
+    # the state s: value rows of rows_r, then the one-hot rows (input rows state_in of q,
+    # output columns state_out of w_out); constants: intervened nodes outside the state
+    state_in = np.asarray(rows_r + list(range(d, q)), np.int32)
+    state_out = np.asarray(rows_r + list(range(d, d + n_oh)), np.int32)
+    const_d = jnp.where(cut & ~in_r, do_value_d, 0.0)  # [d]
+    pick_r = np.zeros((d, r + n_oh), np.float32)
+    pick_r[rows_r, np.arange(r)] = 1.0  # known value rows of the state
+    # inputs of the state's mechanisms, [S*base; 0] + j_const + j_state @ s
+    j_state = jnp.concatenate([jnp.where(s_col, known_map[:, state_in], pick_r),
+                               np.eye(r + n_oh, dtype=np.float32)[r:]])  # [q, r + sum L]
+    j_const = jnp.concatenate([jnp.where(solved, dot(known_map[:, :d], const_d), const_d),
+                               jnp.zeros(n_oh)])  # [q]
+    w_state = w_out[:, state_out]  # [q, r + sum L]
+    g_state = dot(w_state.T, j_state)  # G
+    g_const = (dot(w_state.T, j_const) + b_out[state_out])[:, None]
+    p_base = dot(w_state[:d].T, jnp.where(s_col, base, 0.0))  # P: [r + sum L, n]
+    idx_r, idx_c = np.asarray(rows_r, np.int32), np.asarray(cat_cols, np.int32)
+    eps_r, cut_r, value_r = eps_dxn[idx_r], cut[idx_r, None], do_value_d[idx_r, None]
 
-    def solve(known_dxn):
-        """All columns, given the known ones (cut, rounded and categorical columns)."""
-        value = base + jnp.dot(known_map, _with_onehot_rows(known_dxn, levels), precision=hi)
-        return jnp.where(solved, value, known_dxn)
+    def state(codes_cxn, values_rxn):
+        return jnp.concatenate([values_rxn, _onehot_rows(codes_cxn, categorical)])
 
-    # first solve: only cut nodes and categorical roots are known; after it every node with no
-    # nonlinear ancestor is final, and each round finalises one more nonlinear level
-    known_start = jnp.where(cut[:, None], do_value_d[:, None],
-                            jnp.where(root & is_cat[:, None], eps_dxn, 0.0))
-
-    def round_(_, x_dxn):  # the nonlinear nodes from the previous round's values, then solve
-        inputs = _with_onehot_rows(x_dxn, levels)
-        out = jnp.dot(w_out.T, inputs, precision=hi)  # values, then categorical logits
-        known = jnp.where(rounded, jnp.round(out[:d] + b_value + eps_dxn), known_start)
-        logits = out[d:] + b_logits
-        offset = 0
+    def round_(_, carry):  # the nonlinear nodes from the previous round's state
+        codes, values = carry
+        z = p_base + dot(g_state, state(codes, values)) + g_const
+        values = jnp.where(cut_r, value_r,
+                           jnp.where(rounded[idx_r, None], jnp.round(z[:r] + eps_r), 0.0))
+        new_codes, offset = [], r
         for i, (j, L) in enumerate(categorical):
-            probs_lxn = jax.nn.softmax(logits[offset:offset + L], axis=0)
+            probs_lxn = jax.nn.softmax(z[offset:offset + L], axis=0)
             code = inverse_cdf(probs_lxn, u_cxn[i], L, axis=0)
-            code = jnp.where(cut[j], do_value_d[j], jnp.where(root[j, 0], eps_dxn[j], code))
-            known = known.at[j].set(code)
+            new_codes.append(jnp.where(cut[j], do_value_d[j], jnp.where(root[j], eps_dxn[j], code)))
             offset += L
-        return solve(known)
+        return (jnp.stack(new_codes) if new_codes else codes), values
 
-    return jax.lax.fori_loop(0, nonlinear_depth(scm), round_, solve(known_start))
+    # start: intervened nodes and categorical roots are known, other state rows 0; each round
+    # finalises one more nonlinear level
+    codes = jnp.where(cut[idx_c, None], do_value_d[idx_c, None],
+                      jnp.where(root[idx_c, None], eps_dxn[idx_c], 0.0))
+    values = jnp.where(cut_r, value_r, 0.0) + 0.0 * eps_r
+    codes, values = jax.lax.fori_loop(0, nonlinear_depth(scm), round_, (codes, values))
+    x_solved = base + dot(known_map[:, :d], const_d)[:, None] + dot(known_map[:, state_in],
+                                                                   state(codes, values))
+    known = jnp.broadcast_to(jnp.where(cut, do_value_d, 0.0)[:, None], eps_dxn.shape)
+    known = known.at[np.asarray(rows_r + cat_cols, np.int32)].set(
+        jnp.concatenate([values, codes]))
+    return jnp.where(s_col, x_solved, known)
 
 
-def _solve_columns(scm: SCM, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d, levels: tuple):
+def _solve_columns(scm: SCM, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d, levels: tuple,
+                   rounding: tuple | None = None):
     """``_typed_solve`` over the k SCMs: rows f32[k, n, d] from column-major noise (u: the
     categorical columns only)."""
     if levels is None or not linear_only(scm):
         raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
                          "tree parameters) with a static column layout (levels=...)")
-    solve = functools.partial(_typed_solve, levels=tuple(levels))
+    solve = functools.partial(_typed_solve, levels=tuple(levels), rounding=rounding)
     rows = jax.vmap(solve, in_axes=(0, 0, 0, None, None))(
         jax.vmap(masked_params)(scm), eps_kxdxn, u_kxcxn, do_mask_d, do_value_d)
     return rows.swapaxes(1, 2)
+
+
+def static_rounding(scm: SCM, levels: tuple | None) -> tuple | None:
+    """The numeric columns that may be integer-rounded (``is_integer`` in some SCM) as a
+    hashable tuple, when ``is_integer`` is concrete; else None (the solve then keeps every
+    numeric column in its state)."""
+    if levels is None or _is_traced(scm.is_integer):
+        return None
+    integer = np.asarray(scm.is_integer).any(axis=0) & (np.asarray(levels) == 0)
+    return tuple(int(j) for j in np.flatnonzero(integer))
 
 
 def static_levels(scm: SCM) -> tuple | None:
@@ -393,10 +438,12 @@ def static_levels(scm: SCM) -> tuple | None:
 
 
 def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=None,
-              strategy: str = "walk", levels: tuple | None = None) -> jax.Array:
+              strategy: str = "walk", levels: tuple | None = None,
+              rounding: tuple | None = None) -> jax.Array:
     """Rows f32[k, n, d] from exogenous noise (eps, u) f32[k, n, d]; deterministic and
     differentiable in eps. ``do_mask`` bool[d] / ``do_value`` f32[d] fix intervened nodes.
-    ``levels`` (see ``static_levels``) lets the parallel strategy specialise on the layout."""
+    ``levels`` (see ``static_levels``) lets the parallel strategy specialise on the layout;
+    ``rounding`` (see ``static_rounding``) shrinks the solve's state to the integer columns."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     d = scm.d
@@ -405,7 +452,7 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     if strategy == "solve":
         u_categorical = u[:, :, categorical_columns(levels or ())]
         return _solve_columns(scm, eps.swapaxes(1, 2), u_categorical.swapaxes(1, 2),
-                              do_mask, do_value, levels)
+                              do_mask, do_value, levels, rounding)
     if strategy == "walk":
         one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
     elif levels is not None:
@@ -416,13 +463,13 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     return jax.vmap(one_scm, in_axes=(0, 0, 0, None, None))(scm, eps, u, do_mask, do_value)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "strategy", "levels", "rng"))
+@functools.partial(jax.jit, static_argnames=("n", "strategy", "levels", "rng", "rounding"))
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
-            rng: str = "key"):
+            rng: str = "key", rounding=None):
     if strategy == "solve":  # noise drawn column-major, as the solve works
         eps, u = draw_noise_columns(scm, key, n, rng, u_columns=categorical_columns(levels or ()))
         return _solve_columns(scm, eps, u, jnp.asarray(do_mask, bool),
-                              jnp.asarray(do_value, jnp.float32), levels)
+                              jnp.asarray(do_value, jnp.float32), levels, rounding)
     eps, u = draw_noise(scm, key, n, rng)
     return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy,
                      levels=levels)
@@ -523,11 +570,12 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
     do_mask, do_value = intervention_arrays(scm, do, table)
     if n == 0:
         return jnp.zeros((scm.k, 0, scm.d), jnp.float32)
+    rounding = static_rounding(scm, levels) if strategy == "solve" else None
     if jax.local_device_count() > 1 and not _is_traced(scm, key):
         return sample_on_devices(scm, key, int(n), do_mask=do_mask, do_value=do_value,
-                                 strategy=strategy, levels=levels, rng=rng)
+                                 strategy=strategy, levels=levels, rng=rng, rounding=rounding)
     return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy, levels=levels,
-                   rng=rng)
+                   rng=rng, rounding=rounding)
 
 
 def mixture_counts(weights, n: int) -> np.ndarray:
@@ -563,10 +611,12 @@ def device_mesh(devices=None) -> Mesh:
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels, rng: str):
+def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels, rng: str,
+                     rounding=None):
     scm_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec()
     rows_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec(None, "dev")
-    fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy, levels=levels, rng=rng)
+    fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy, levels=levels, rng=rng,
+                           rounding=rounding)
 
     def sharded(scm, key, do_mask, do_value):
         rows = fn(scm, key, do_mask, do_value)
@@ -580,11 +630,12 @@ def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels, rng:
 
 def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
                       strategy: str = "walk", levels: tuple | None = None,
-                      mesh: Mesh | None = None, rng: str = "key") -> jax.Array:
+                      mesh: Mesh | None = None, rng: str = "key",
+                      rounding: tuple | None = None) -> jax.Array:
     """``sample`` sharded over a device mesh: the k SCMs are split over devices when k is a
     multiple of the device count, else the rows are (n must then be a multiple). The values
     equal the single-device draw for the same key (partitionable threefry, or the counter
-    hash of ``rng="hash"``)."""
+    hash of ``rng="hash"``). ``rounding``: see ``static_rounding`` (solve only)."""
     mesh = mesh or device_mesh()
     n_dev = mesh.devices.size
     d = scm.d
@@ -596,8 +647,9 @@ def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
         split = "rows"
     else:  # no even split: draw on one device
         return _sample(scm, key, do_mask, do_value, n=n, strategy=strategy, levels=levels,
-                       rng=rng)
-    return _sharded_sampler(mesh, split, n, strategy, levels, rng)(scm, key, do_mask, do_value)
+                       rng=rng, rounding=rounding)
+    return _sharded_sampler(mesh, split, n, strategy, levels, rng, rounding)(
+        scm, key, do_mask, do_value)
 
 
 # ----------------------------------------------------------------------------- volume

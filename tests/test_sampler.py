@@ -22,13 +22,15 @@ FAMILIES = {
 
 # (strategy, specialise on the static column layout)
 VARIANTS = {"walk": ("walk", False), "parallel": ("parallel", False), "typed": ("parallel", True),
-            "solve": ("solve", True)}
+            "solve": ("solve", True), "solve_rounding": ("solve", True)}
 
 
 def _propagate(scm, eps, u, variant, jit=False, **kwargs):
     strategy, typed = VARIANTS[variant]
     levels = sampler.static_levels(scm) if typed else None  # read from concrete arrays
     assert not typed or levels is not None
+    if variant == "solve_rounding":  # state rows for the integer columns only (as ``sample``)
+        kwargs["rounding"] = sampler.static_rounding(scm, levels)
     fn = lambda s, e, v: sampler.propagate(s, e, v, strategy=strategy, levels=levels, **kwargs)
     return (jax.jit(fn) if jit else fn)(scm, eps, u)
 
@@ -36,7 +38,7 @@ def _propagate(scm, eps, u, variant, jit=False, **kwargs):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_matches_numpy_reference_on_same_noise(family, variant):
-    if variant == "solve" and family != "linear":
+    if variant.startswith("solve") and family != "linear":
         pytest.skip("the closed-form solve is for linear/logistic SCMs")
     scm = make_scm(seed=1, k=3, n_levels=(0, 3, 0, 2, 0, 0), integer=(4,), **FAMILIES[family])
     assert_matches_reference(scm, scm, variant, 50)
@@ -109,7 +111,7 @@ def test_noise_gradient_follows_ancestry():
     heavy = make_scm(seed=8, k=1, n_levels=(0,) * 7, hidden=6, quad=True, edge_prob=0.4)
     linear = make_scm(seed=8, k=1, n_levels=(0,) * 7, edge_prob=0.4)
     for variant in VARIANTS:
-        scm = linear if variant == "solve" else heavy
+        scm = linear if variant.startswith("solve") else heavy
         eps, u = sampler.draw_noise(scm, jax.random.key(8), 1)
         jac = jax.jacfwd(lambda e: _propagate(scm, e, u, variant)[0, 0])(eps)
         jac = np.asarray(jac)[:, 0, 0, :]  # [j, i]
