@@ -48,6 +48,11 @@ from causaljax.scm.mechanisms import (
 from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes, slots_for
 
 STRATEGIES = ("walk", "parallel", "solve")
+# the closed-form solve runs over blocks of rows, about SOLVE_BLOCK_CELLS cells (k x rows x d)
+# but at least SOLVE_MIN_BLOCK_ROWS rows each, so that its passes stay in the CPU caches
+# (measured on one core, 20 columns: 1e6 rows 264 -> 151 ms; 64 SCMs x 512 rows unchanged)
+SOLVE_BLOCK_CELLS = 2**18
+SOLVE_MIN_BLOCK_ROWS = 4096
 
 
 # ----------------------------------------------------------------------------- noise
@@ -405,10 +410,25 @@ def _solve_columns(scm: SCM, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d, levels: 
     if levels is None or not linear_only(scm):
         raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
                          "tree parameters) with a static column layout (levels=...)")
-    solve = functools.partial(_typed_solve, levels=tuple(levels), rounding=rounding)
-    rows = jax.vmap(solve, in_axes=(0, 0, 0, None, None))(
-        jax.vmap(masked_params)(scm), eps_kxdxn, u_kxcxn, do_mask_d, do_value_d)
-    return rows.swapaxes(1, 2)
+    solve = jax.vmap(functools.partial(_typed_solve, levels=tuple(levels), rounding=rounding),
+                     in_axes=(0, 0, 0, None, None))
+    scm = jax.vmap(masked_params)(scm)
+    k, d, n = eps_kxdxn.shape
+    chunk = max(SOLVE_BLOCK_CELLS // (k * d), SOLVE_MIN_BLOCK_ROWS)
+    if n <= chunk:
+        return solve(scm, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d).swapaxes(1, 2)
+
+    def block(start, size):  # rows [start, start + size) -> f32[k, size, d]
+        take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=2)
+        return solve(scm, take(eps_kxdxn), take(u_kxcxn), do_mask_d, do_value_d).swapaxes(1, 2)
+
+    def step(i, rows):
+        return jax.lax.dynamic_update_slice_in_dim(rows, block(i * chunk, chunk), i * chunk, 1)
+
+    rows = jax.lax.fori_loop(0, n // chunk, step, jnp.zeros((k, n, d), eps_kxdxn.dtype))
+    if n % chunk:
+        rows = rows.at[:, n - n % chunk:].set(block(n - n % chunk, n % chunk))
+    return rows
 
 
 def static_rounding(scm: SCM, levels: tuple | None) -> tuple | None:

@@ -376,3 +376,18 @@ def test_sample_solve_draws_the_same_rows_as_the_walk(rng):
     walk = np.asarray(sampler.sample(scm, key, 300, strategy="walk", rng=rng))
     np.testing.assert_array_equal(solve[..., [1, 3]], walk[..., [1, 3]])
     np.testing.assert_allclose(solve, walk, rtol=1e-4, atol=1e-4)
+
+
+def test_solve_in_row_blocks_equals_one_block(monkeypatch):
+    """The solve runs over blocks of rows (cache-sized); any block size gives the same rows,
+    including a last, shorter block."""
+    scm = make_scm(seed=33, k=2, n_levels=(0, 3, 0, 2, 0), integer=(4,))
+    eps, u = sampler.draw_noise(scm, jax.random.key(33), 300)
+    levels = sampler.static_levels(scm)
+    do_mask, do_value = sampler.intervention_arrays(scm, {0: 1.5})
+    run = lambda: np.asarray(sampler.propagate(scm, eps, u, strategy="solve", levels=levels,
+                                               do_mask=do_mask, do_value=do_value))
+    whole = run()
+    monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
+    monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows
+    np.testing.assert_array_equal(run(), whole)
