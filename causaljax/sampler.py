@@ -91,23 +91,27 @@ def _hashed_uniform(key: jax.Array, count: jax.Array) -> jax.Array:
     return (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
 
-def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None):
+def uniform_columns(key: jax.Array, shape: tuple, rng: str = "key", columns=None, rows=None):
     """The uniforms of ``draw_noise`` in column-major layout: f32[k, len(columns), n] for the
-    given static ``columns`` (default: all d) of shape = (k, n, d). ``rng="key"``: the key's
-    generator draws f32[k, d, n] (column-major, the layout the solve reads; ``draw_noise``
-    transposes it). ``rng="hash"``: only those columns are computed (cell (s, r, j) hashes its
-    flat index in [k, n, d])."""
+    given static ``columns`` (default: all d) of shape = (k, n, d); ``rows=(start, size)``
+    (start may be traced): only rows start .. start + size - 1 of the n. ``rng="key"``: the
+    key's generator draws f32[k, d, n] (column-major, the layout the solve reads;
+    ``draw_noise`` transposes it). ``rng="hash"``: only those cells are computed (cell
+    (s, r, j) hashes its flat index in [k, n, d])."""
     if rng not in RNGS:
         raise ValueError(f"rng must be one of {RNGS}, got {rng!r}")
     k, n, d = shape
+    start, size = (0, n) if rows is None else rows
     if rng == "key":
         u = jax.random.uniform(key, (k, d, n), jnp.float32)
-        return u if columns is None else u[:, np.asarray(columns, np.int64)]
+        u = u if columns is None else u[:, np.asarray(columns, np.int64)]
+        return u if rows is None else jax.lax.dynamic_slice_in_dim(u, start, size, axis=2)
     _check_hash_size(k * n * d)
     columns = np.arange(d) if columns is None else np.asarray(columns, np.int64)
-    iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, len(columns), n), axis)
+    iota = lambda axis: jax.lax.broadcasted_iota(jnp.uint32, (k, len(columns), size), axis)
+    row = iota(2) + jnp.asarray(start, jnp.uint32)
     j = jnp.asarray(columns, jnp.uint32)[None, :, None]
-    return _hashed_uniform(key, (iota(0) * jnp.uint32(n) + iota(2)) * jnp.uint32(d) + j)
+    return _hashed_uniform(key, (iota(0) * jnp.uint32(n) + row) * jnp.uint32(d) + j)
 
 
 def _from_pools(noise_kxdxm: jax.Array, u: jax.Array, column_axis: int) -> jax.Array:
@@ -124,16 +128,18 @@ def _from_pools(noise_kxdxm: jax.Array, u: jax.Array, column_axis: int) -> jax.A
     return jnp.take(noise_kxdxm.reshape(-1), flat, mode="clip").reshape(u.shape)
 
 
-def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key", u_columns=None):
+def draw_noise_columns(scm: SCM, key: jax.Array, n: int, rng: str = "key", u_columns=None,
+                       rows=None):
     """``draw_noise`` in column-major layout: (eps f32[k, d, n], u f32[k, c, n]), the same
     values (cell (s, r, j) of ``draw_noise`` is cell (s, j, r) here); u only for the static
     ``u_columns`` (default: all d), which is all the closed-form solve reads (its categorical
-    columns). Each column of the draw is contiguous: what the solve works on."""
+    columns); ``rows=(start, size)``: those rows only (see ``uniform_columns``). Each column
+    of the draw is contiguous: what the solve works on."""
     k, d, _ = scm.noise.shape
-    u = uniform_columns(key, (k, n, d), rng)  # [k, d, n]
+    u = uniform_columns(key, (k, n, d), rng, rows=rows)  # [k, d, size]
     eps = _from_pools(scm.noise, u, column_axis=1)
     if u_columns is not None:  # with rng="hash", re-hashing c columns beats keeping all d
-        u = uniform_columns(key, (k, n, d), rng, u_columns)
+        u = uniform_columns(key, (k, n, d), rng, u_columns, rows=rows)
     return eps, u
 
 
@@ -403,29 +409,38 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
     return jnp.where(s_col, x_solved, known)
 
 
-def _solve_columns(scm: SCM, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d, levels: tuple,
+def _slices(eps_kxdxn, u_kxcxn):
+    """Column-major noise -> noise(start, size): its rows start .. start + size - 1."""
+    n = eps_kxdxn.shape[2]
+    take = lambda a, start, size: (a if size == n else
+                                   jax.lax.dynamic_slice_in_dim(a, start, size, axis=2))
+    return lambda start, size: (take(eps_kxdxn, start, size), take(u_kxcxn, start, size))
+
+
+def _solve_columns(scm: SCM, noise, n: int, do_mask_d, do_value_d, levels: tuple,
                    rounding: tuple | None = None):
-    """``_typed_solve`` over the k SCMs: rows f32[k, n, d] from column-major noise (u: the
-    categorical columns only)."""
+    """``_typed_solve`` over the k SCMs: rows f32[k, n, d]. ``noise(start, size)`` gives the
+    column-major noise of rows start .. start + size - 1: (eps f32[k, d, size], u f32[k, c,
+    size] of the categorical columns). Runs over cache-sized blocks of rows."""
     if levels is None or not linear_only(scm):
         raise ValueError("strategy='solve' needs a linear/logistic SCM (no quadratic, MLP or "
                          "tree parameters) with a static column layout (levels=...)")
     solve = jax.vmap(functools.partial(_typed_solve, levels=tuple(levels), rounding=rounding),
                      in_axes=(0, 0, 0, None, None))
     scm = jax.vmap(masked_params)(scm)
-    k, d, n = eps_kxdxn.shape
+    k, d = scm.kind.shape
     chunk = max(SOLVE_BLOCK_CELLS // (k * d), SOLVE_MIN_BLOCK_ROWS)
-    if n <= chunk:
-        return solve(scm, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d).swapaxes(1, 2)
 
     def block(start, size):  # rows [start, start + size) -> f32[k, size, d]
-        take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=2)
-        return solve(scm, take(eps_kxdxn), take(u_kxcxn), do_mask_d, do_value_d).swapaxes(1, 2)
+        return solve(scm, *noise(start, size), do_mask_d, do_value_d).swapaxes(1, 2)
+
+    if n <= chunk:
+        return block(0, n)
 
     def step(i, rows):
         return jax.lax.dynamic_update_slice_in_dim(rows, block(i * chunk, chunk), i * chunk, 1)
 
-    rows = jax.lax.fori_loop(0, n // chunk, step, jnp.zeros((k, n, d), eps_kxdxn.dtype))
+    rows = jax.lax.fori_loop(0, n // chunk, step, jnp.zeros((k, n, d), jnp.float32))
     if n % chunk:
         rows = rows.at[:, n - n % chunk:].set(block(n - n % chunk, n % chunk))
     return rows
@@ -471,8 +486,8 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     do_value = jnp.zeros(d, jnp.float32) if do_value is None else jnp.asarray(do_value, jnp.float32)
     if strategy == "solve":
         u_categorical = u[:, :, categorical_columns(levels or ())]
-        return _solve_columns(scm, eps.swapaxes(1, 2), u_categorical.swapaxes(1, 2),
-                              do_mask, do_value, levels, rounding)
+        noise = _slices(eps.swapaxes(1, 2), u_categorical.swapaxes(1, 2))
+        return _solve_columns(scm, noise, eps.shape[1], do_mask, do_value, levels, rounding)
     if strategy == "walk":
         one_scm = functools.partial(_walk, levels=None if levels is None else tuple(levels))
     elif levels is not None:
@@ -487,8 +502,13 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
             rng: str = "key", rounding=None):
     if strategy == "solve":  # noise drawn column-major, as the solve works
-        eps, u = draw_noise_columns(scm, key, n, rng, u_columns=categorical_columns(levels or ()))
-        return _solve_columns(scm, eps, u, jnp.asarray(do_mask, bool),
+        columns = categorical_columns(levels or ())
+        if rng == "hash":  # each block of rows hashes its own noise (it stays in cache)
+            noise = lambda start, size: draw_noise_columns(scm, key, n, rng, columns,
+                                                           rows=(start, size))
+        else:  # the key's generator draws all n rows at once
+            noise = _slices(*draw_noise_columns(scm, key, n, rng, columns))
+        return _solve_columns(scm, noise, n, jnp.asarray(do_mask, bool),
                               jnp.asarray(do_value, jnp.float32), levels, rounding)
     eps, u = draw_noise(scm, key, n, rng)
     return propagate(scm, eps, u, do_mask=do_mask, do_value=do_value, strategy=strategy,

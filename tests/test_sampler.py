@@ -380,14 +380,20 @@ def test_sample_solve_draws_the_same_rows_as_the_walk(rng):
 
 def test_solve_in_row_blocks_equals_one_block(monkeypatch):
     """The solve runs over blocks of rows (cache-sized); any block size gives the same rows,
-    including a last, shorter block."""
+    including a last, shorter block, for noise given or drawn by either generator."""
     scm = make_scm(seed=33, k=2, n_levels=(0, 3, 0, 2, 0), integer=(4,))
     eps, u = sampler.draw_noise(scm, jax.random.key(33), 300)
     levels = sampler.static_levels(scm)
     do_mask, do_value = sampler.intervention_arrays(scm, {0: 1.5})
     run = lambda: np.asarray(sampler.propagate(scm, eps, u, strategy="solve", levels=levels,
                                                do_mask=do_mask, do_value=do_value))
-    whole = run()
+    key = jax.random.key(34)
+    draw = lambda rng: np.asarray(sampler._sample.__wrapped__(  # traced anew at every call
+        scm, key, do_mask, do_value, n=300, strategy="solve", levels=levels, rng=rng,
+        rounding=sampler.static_rounding(scm, levels)))
+    whole, drawn = run(), {rng: draw(rng) for rng in sampler.RNGS}
     monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
     monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows
     np.testing.assert_array_equal(run(), whole)
+    for rng in sampler.RNGS:  # with rng="hash" every block hashes its own rows' noise
+        np.testing.assert_array_equal(draw(rng), drawn[rng], err_msg=rng)
