@@ -290,18 +290,11 @@ def categorical_columns(levels: tuple) -> list[int]:
     return [j for j, L in enumerate(levels) if L]
 
 
-def _with_onehot_rows(x_dxn, levels: tuple) -> jax.Array:
-    """Mechanism inputs f32[d + sum L, n] for a static layout, column-major: the d columns as
-    they are, then the one-hot rows of each categorical column."""
-    blocks = [(x_dxn[j][None, :] == jnp.arange(L, dtype=x_dxn.dtype)[:, None]).astype(x_dxn.dtype)
-              for j, L in enumerate(levels) if L]
-    return jnp.concatenate([x_dxn, *blocks], axis=0) if blocks else x_dxn
-
-
 def _columns_first_rows(w_sxq: jax.Array, levels: tuple) -> jax.Array:
-    """Weights over the standard slots f32[S, Q] -> rows in ``_with_onehot_rows`` order: one
-    row per column (zero for a categorical column, which enters by its one-hot rows), then
-    the level rows of each categorical column."""
+    """Weights over the standard slots f32[S, Q] -> rows over the solve's inputs (column-major
+    mechanism inputs for a static layout: the d columns, then the one-hot rows of each
+    categorical column): one row per column (zero for a categorical column, which enters by
+    its one-hot rows), then the level rows of each categorical column."""
     slot_column, slot_level = slots_for(np.asarray(levels))
     column_slot = np.zeros(len(levels), np.int32)
     column_slot[slot_column[slot_level < 0]] = np.flatnonzero(slot_level < 0)
@@ -344,7 +337,7 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
     is_cat = np.asarray(levels) > 0
     rows_r = [j for j in range(d) if not is_cat[j]] if rounding is None else list(rounding)
     r, n_oh = len(rows_r), sum(L for _, L in categorical)
-    q = d + n_oh  # mechanism inputs (see _with_onehot_rows): the d columns, then one-hot rows
+    q = d + n_oh  # mechanism inputs (see _columns_first_rows): the d columns, one-hot rows
     # w_out: input row -> every node's value (d outputs), then each categorical node's logits
     w_out = _columns_first_rows(jnp.concatenate(
         [scm.lin_w[:, :, 0].T] + [scm.lin_w[j, :, :L] for j, L in categorical], axis=1), levels)
@@ -399,7 +392,7 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
     # finalises one more nonlinear level
     codes = jnp.where(cut[idx_c, None], do_value_d[idx_c, None],
                       jnp.where(root[idx_c, None], eps_dxn[idx_c], 0.0))
-    values = jnp.where(cut_r, value_r, 0.0) + 0.0 * eps_r
+    values = jnp.broadcast_to(jnp.where(cut_r, value_r, 0.0), eps_r.shape)
     codes, values = jax.lax.fori_loop(0, nonlinear_depth(scm), round_, (codes, values))
     x_solved = base + dot(known_map[:, :d], const_d)[:, None] + dot(known_map[:, state_in],
                                                                    state(codes, values))
