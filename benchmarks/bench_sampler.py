@@ -4,6 +4,9 @@ fitted model (converted with ``scm.from_dowhy``), measured in the same run.
     python benchmarks/bench_sampler.py            # quick grid, ~3-6 min on a 2-core CPU
     python benchmarks/bench_sampler.py --full     # n up to 1e7, d up to 50, k up to 1024
 
+Runs under glibc's huge-page malloc (``hugepages.py``; both sides of every ratio; start it
+with ``GLIBC_TUNABLES=`` to measure without).
+
 Prints one line per measurement with the speed-up over DoWhy, writes ``bench_sampler.json``
 and ``bench_sampler.png`` (throughput vs n) to ``--out``. Parts:
 
@@ -32,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from causaljax import sampler
+from hugepages import malloc_note, reexec_with_hugepages
 from causaljax.scm.random import random_scm
 from causaljax.scm.types import as_jax
 
@@ -256,7 +260,7 @@ def main(argv=None):
     results = []
     parts = args.parts.split(",")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
-          f"{os.cpu_count()} CPU cores, jax {jax.__version__}")
+          f"{os.cpu_count()} CPU cores, jax {jax.__version__}; {malloc_note()}")
     if "dowhy" in parts:
         bench_dowhy(args, results)
     if "datasets" in parts and not args.tiny:
@@ -264,7 +268,8 @@ def main(argv=None):
     if "grid" in parts:
         bench_grid(args, results)
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),
-                cpu_count=os.cpu_count(), platform=platform.platform(), jax=jax.__version__)
+                cpu_count=os.cpu_count(), platform=platform.platform(), jax=jax.__version__,
+                malloc=malloc_note())
     (out / "bench_sampler.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
     plot(results, out / "bench_sampler.png")
     print(f"wrote {out / 'bench_sampler.json'} and {out / 'bench_sampler.png'}")
@@ -272,4 +277,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    reexec_with_hugepages()  # fresh-page faults are 40 ms of a 1e6-row draw otherwise
     main()
