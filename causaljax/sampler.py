@@ -53,6 +53,7 @@ STRATEGIES = ("walk", "parallel", "solve")
 # (measured on one core, 20 columns: 1e6 rows 264 -> 151 ms; 64 SCMs x 512 rows unchanged)
 SOLVE_BLOCK_CELLS = 2**18
 SOLVE_MIN_BLOCK_ROWS = 4096
+SKINNY = 8  # products with at most this inner dimension run elementwise (see _rows_dot)
 
 
 # ----------------------------------------------------------------------------- noise
@@ -263,6 +264,18 @@ def _typed_parallel(scm: SCM, eps_nxd, u_nxd, do_mask_d, do_value_d, levels: tup
     return jax.lax.fori_loop(0, scm.depth, sweep, start)
 
 
+def _rows_dot(w_axb: jax.Array, x_bxn: jax.Array) -> jax.Array:
+    """w @ x for column-major rows x f32[b, n]. For an inner dimension b <= ``SKINNY`` the
+    product is b multiply-adds of whole rows, which XLA fuses with the elementwise work around
+    it (a library dot of such skinny shapes costs more than it computes, on two threads most
+    of all); otherwise a dot."""
+    a, b = w_axb.shape
+    if b > SKINNY:
+        return jnp.dot(w_axb, x_bxn, precision=jax.lax.Precision.HIGHEST)
+    terms = [w_axb[:, i:i + 1] * x_bxn[i:i + 1] for i in range(b)]
+    return functools.reduce(jnp.add, terms) if terms else jnp.zeros((a, x_bxn.shape[1]), x_bxn.dtype)
+
+
 def _neumann_inverse(w_mxm: jax.Array) -> jax.Array:
     """(I - W)^-1 = I + W + W^2 + ... for a nilpotent W (the weights of a DAG), by squaring."""
     hi = jax.lax.Precision.HIGHEST
@@ -377,7 +390,7 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
 
     def round_(_, carry):  # the nonlinear nodes from the previous round's state
         codes, values = carry
-        z = p_base + dot(g_state, state(codes, values)) + g_const
+        z = p_base + _rows_dot(g_state, state(codes, values)) + g_const
         values = jnp.where(cut_r, value_r,
                            jnp.where(rounded[idx_r, None], jnp.round(z[:r] + eps_r), 0.0))
         new_codes, offset = [], r
@@ -394,8 +407,8 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
                       jnp.where(root[idx_c, None], eps_dxn[idx_c], 0.0))
     values = jnp.broadcast_to(jnp.where(cut_r, value_r, 0.0), eps_r.shape)
     codes, values = jax.lax.fori_loop(0, nonlinear_depth(scm), round_, (codes, values))
-    x_solved = base + dot(known_map[:, :d], const_d)[:, None] + dot(known_map[:, state_in],
-                                                                   state(codes, values))
+    x_solved = base + dot(known_map[:, :d], const_d)[:, None] + _rows_dot(known_map[:, state_in],
+                                                                         state(codes, values))
     known = jnp.broadcast_to(jnp.where(cut, do_value_d, 0.0)[:, None], eps_dxn.shape)
     known = known.at[np.asarray(rows_r + cat_cols, np.int32)].set(
         jnp.concatenate([values, codes]))

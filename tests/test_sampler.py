@@ -380,7 +380,9 @@ def test_sample_solve_draws_the_same_rows_as_the_walk(rng):
 
 def test_solve_in_row_blocks_equals_one_block(monkeypatch):
     """The solve runs over blocks of rows (cache-sized); any block size gives the same rows,
-    including a last, shorter block, for noise given or drawn by either generator."""
+    including a last, shorter block, for noise given or drawn by either generator: the same
+    levels and integers, numeric values up to float rounding (XLA may contract a multiply-add
+    into one FMA in a vector loop but not in its remainder, which depends on the block)."""
     scm = make_scm(seed=33, k=2, n_levels=(0, 3, 0, 2, 0), integer=(4,))
     eps, u = sampler.draw_noise(scm, jax.random.key(33), 300)
     levels = sampler.static_levels(scm)
@@ -394,6 +396,9 @@ def test_solve_in_row_blocks_equals_one_block(monkeypatch):
     whole, drawn = run(), {rng: draw(rng) for rng in sampler.RNGS}
     monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
     monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows
-    np.testing.assert_array_equal(run(), whole)
+    same = lambda a, b, msg="": (
+        np.testing.assert_array_equal(a[..., [1, 3, 4]], b[..., [1, 3, 4]], err_msg=msg),
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=msg))
+    same(run(), whole)
     for rng in sampler.RNGS:  # with rng="hash" every block hashes its own rows' noise
-        np.testing.assert_array_equal(draw(rng), drawn[rng], err_msg=rng)
+        same(draw(rng), drawn[rng], rng)
