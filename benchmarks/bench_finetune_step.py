@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax
 
+from causaljax.runtime import malloc_note
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -135,7 +137,8 @@ def main(argv=None) -> int:
         run_steps=args.run_steps, run_seconds=run_s, runs_per_hour={k: 3600 / v for k, v in run_s.items()},
         times_ms={k: [1000 * x for x in v] for k, v in times.items()},
         vmap_runs=R, sequential_runs_s=seq_s, vmapped_runs_s=vmap_s,
-        vmap_speedup=seq_s / vmap_s)
+        vmap_speedup=seq_s / vmap_s, malloc=malloc_note())
+    print(malloc_note())
     print(f"step time (ms, median of {args.repeats}x{args.steps}): "
           + ", ".join(f"{k} {v:.1f}" for k, v in step_ms.items()))
     print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10)")
@@ -151,4 +154,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from causaljax.runtime import reexec_with_hugepages
+
+    reexec_with_hugepages()  # huge-page malloc: see causaljax.runtime
     sys.exit(main())

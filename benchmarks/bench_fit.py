@@ -272,4 +272,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from causaljax.runtime import reexec_with_hugepages
+
+    reexec_with_hugepages()  # huge-page malloc: see causaljax.runtime
     main()

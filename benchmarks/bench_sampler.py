@@ -4,8 +4,8 @@ fitted model (converted with ``scm.from_dowhy``), measured in the same run.
     python benchmarks/bench_sampler.py            # quick grid, ~3-6 min on a 2-core CPU
     python benchmarks/bench_sampler.py --full     # n up to 1e7, d up to 50, k up to 1024
 
-Runs under glibc's huge-page malloc (``hugepages.py``; both sides of every ratio; start it
-with ``GLIBC_TUNABLES=`` to measure without).
+Runs under glibc's huge-page malloc (``causaljax.runtime``; both sides of every ratio; start
+it with ``GLIBC_TUNABLES=`` to measure without).
 
 Prints one line per measurement with the speed-up over DoWhy, writes ``bench_sampler.json``
 and ``bench_sampler.png`` (throughput vs n) to ``--out``. Parts:
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from causaljax import sampler
-from hugepages import malloc_note, reexec_with_hugepages
+from causaljax.runtime import malloc_note, reexec_with_hugepages
 from causaljax.scm.random import random_scm
 from causaljax.scm.types import as_jax
 
@@ -277,5 +277,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_with_hugepages()  # fresh-page faults are 40 ms of a 1e6-row draw otherwise
+    reexec_with_hugepages()
     main()

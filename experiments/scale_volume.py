@@ -264,4 +264,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from causaljax.runtime import reexec_with_hugepages
+
+    reexec_with_hugepages()  # huge-page malloc: see causaljax.runtime
     sys.exit(main())

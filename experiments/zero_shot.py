@@ -186,4 +186,7 @@ def plot(df: pd.DataFrame, path: str) -> None:
 
 
 if __name__ == "__main__":
+    from causaljax.runtime import reexec_with_hugepages
+
+    reexec_with_hugepages()  # huge-page malloc: see causaljax.runtime
     main()
