@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         times_ms={k: [1000 * x for x in v] for k, v in times.items()},
         vmap_runs=R, sequential_runs_s=seq_s, vmapped_runs_s=vmap_s,
         vmap_speedup=seq_s / vmap_s, malloc=malloc_note())
-    print(malloc_note())
+    print(f"malloc: {malloc_note()}")
     print(f"step time (ms, median of {args.repeats}x{args.steps}): "
           + ", ".join(f"{k} {v:.1f}" for k, v in step_ms.items()))
     print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10)")

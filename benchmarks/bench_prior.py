@@ -55,7 +55,7 @@ def main(argv=None):
           f"{TABPFN_V1_DATASETS_PER_S:.0f} datasets/s at 1024 x 20; ratio "
           f"{result['ratio_vs_tabpfn_v1']}); per CPU-second of this process: "
           f"{rates['datasets_per_cpu_s']:,.0f} (a shared machine lowers the wall-clock figure); "
-          f"{malloc_note()}")
+          f"malloc: {malloc_note()}")
     print(json.dumps(result))
     return result
 

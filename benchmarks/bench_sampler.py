@@ -260,7 +260,7 @@ def main(argv=None):
     results = []
     parts = args.parts.split(",")
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
-          f"{os.cpu_count()} CPU cores, jax {jax.__version__}; {malloc_note()}")
+          f"{os.cpu_count()} CPU cores, jax {jax.__version__}; malloc: {malloc_note()}")
     if "dowhy" in parts:
         bench_dowhy(args, results)
     if "datasets" in parts and not args.tiny:

@@ -46,6 +46,6 @@ def reexec_with_hugepages() -> None:
 
 
 def malloc_note() -> str:
-    """One line for a benchmark's header: the malloc setting this process runs under."""
-    return (f"malloc: GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)') or '(empty)'}, "
+    """The malloc setting this process runs under, for a benchmark's header and JSON."""
+    return (f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)') or '(empty)'}, "
             f"transparent huge pages {thp_mode()}")
