@@ -345,8 +345,8 @@ def _typed_solve(scm: SCM, eps_dxn, u_cxn, do_mask_d, do_value_d, levels: tuple,
     d = len(levels)
     hi = jax.lax.Precision.HIGHEST
     dot = functools.partial(jnp.dot, precision=hi)
-    categorical = [(j, levels[j]) for j in categorical_columns(levels)]
-    cat_cols = [j for j, _ in categorical]
+    cat_cols = categorical_columns(levels)
+    categorical = [(j, levels[j]) for j in cat_cols]
     is_cat = np.asarray(levels) > 0
     rows_r = [j for j in range(d) if not is_cat[j]] if rounding is None else list(rounding)
     r, n_oh = len(rows_r), sum(L for _, L in categorical)

@@ -1,6 +1,7 @@
 """The compiled sampler against a NumPy reference, goodness-of-fit tests and structure tests."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
@@ -396,9 +397,22 @@ def test_solve_in_row_blocks_equals_one_block(monkeypatch):
     whole, drawn = run(), {rng: draw(rng) for rng in sampler.RNGS}
     monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
     monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows
-    same = lambda a, b, msg="": (
-        np.testing.assert_array_equal(a[..., [1, 3, 4]], b[..., [1, 3, 4]], err_msg=msg),
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=msg))
+
+    def same(a, b, msg=""):  # levels (columns 1, 3) and integers (4) exactly
+        np.testing.assert_array_equal(a[..., [1, 3, 4]], b[..., [1, 3, 4]], err_msg=msg)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=msg)
+
     same(run(), whole)
     for rng in sampler.RNGS:  # with rng="hash" every block hashes its own rows' noise
         same(draw(rng), drawn[rng], rng)
+
+
+@pytest.mark.parametrize("inner", [0, 3, sampler.SKINNY, sampler.SKINNY + 4])
+def test_rows_dot_matches_numpy(inner):
+    """The solve's products: elementwise multiply-adds up to SKINNY inner rows, a dot above;
+    both equal NumPy's float64 product to float32 rounding."""
+    rng = np.random.default_rng(inner)
+    w, x = rng.normal(size=(5, inner)), rng.normal(size=(inner, 37))
+    got = np.asarray(sampler._rows_dot(jnp.asarray(w, jnp.float32), jnp.asarray(x, jnp.float32)))
+    assert got.shape == (5, 37)
+    np.testing.assert_allclose(got, w @ x, rtol=1e-5, atol=1e-5)
