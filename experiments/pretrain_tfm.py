@@ -136,7 +136,8 @@ def load_run(out: str):
         run = json.load(f)
     tc = run["train"]
     tc["row_buckets"] = tuple(tc["row_buckets"])
-    prior = {"rng": "key", **run["prior"]}  # runs written before the rng option used threefry
+    # runs written before these options drew threefry uniforms and sampled noise pools
+    prior = {"rng": "key", "noise_pools": "sampled", **run["prior"]}
     return ModelConfig(**run["model"]), TrainConfig(**tc), PriorConfig(**prior)
 
 

@@ -117,3 +117,44 @@ def test_bench_prior_script_smoke():
     spec.loader.exec_module(script)
     result = script.main(["--rows", "32", "--features", "3", "--batch", "4", "--repeats", "1"])
     assert result["datasets_per_s"] > 0 and result["tabpfn_v1_prior_datasets_per_s"] == 522.0
+
+
+def test_quantile_pools_match_the_sampled_families():
+    """Each family's quantile pool has the distribution of the in-program random draws it
+    replaced (runs before session 7): two-sample KS test, 1% false-alarm rate per family."""
+    from scipy.stats import ks_2samp
+
+    from causaljax.prior import _noise_pool, family_quantiles
+
+    m, n = 512, 4000
+    u = np.asarray(jax.random.uniform(jax.random.key(0), (2, n, 4), minval=1e-6, maxval=1 - 1e-6))
+    z = np.asarray(jax.scipy.special.ndtri(u[0]))
+    sampled = np.asarray(_noise_pool(z, u[1], jnp.arange(4), jnp.ones(4)))  # [n, 4]
+    pools = family_quantiles(m)
+    assert pools.shape == (4, m) and pools.dtype == np.float32
+    assert (np.diff(pools, axis=1) >= 0).all()  # quantiles in order
+    for family in range(4):
+        assert ks_2samp(pools[family], sampled[:, family]).pvalue > 0.01, family
+        # the pool's mean is its family's (0 for all four, up to the 1/m quantisation)
+        assert abs(pools[family].mean() - sampled[:, family].mean()) < 0.1, family
+
+
+@pytest.mark.parametrize("pools", ["quantiles", "sampled"])
+def test_both_noise_pool_modes_give_valid_batches(pools):
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, noise_pools=pools)
+    scm = random_scms(jax.random.key(0), cfg, 3)
+    assert scm.noise.shape == (3, cfg.n_nodes, cfg.pool)
+    validate(jax.tree.map(np.asarray, scm))
+    sorted_pools = (np.diff(np.asarray(scm.noise), axis=2) >= 0).all()
+    assert sorted_pools == (pools == "quantiles")  # quantile pools are in order, draws not
+    b = jax.tree.map(np.asarray, sample_batch(jax.random.key(0), cfg, 4))
+    assert not np.isinf(b.x).any() and ((b.n_classes >= 2) & (b.row.sum(1) >= cfg.min_rows)).all()
+
+
+def test_unknown_noise_pools_is_an_error():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="noise_pools"):
+        random_scms(jax.random.key(0), dataclasses.replace(CFG, noise_pools="grid"), 2)

@@ -344,6 +344,15 @@ def test_pretrain_script_quick_resume_and_export(tmp_path):
     script.main(["--export", str(out), "--dest", str(tmp_path / "w.msgpack")])
     _, cfg, meta = load_weights(tmp_path / "w.msgpack")
     assert meta["train_steps"] == 6 and cfg.width == 64
+    # a run records its prior; a run.json written before the prior's options resumes with
+    # the prior it was trained on (threefry uniforms, sampled noise pools)
+    assert script.load_run(str(out))[2].noise_pools == "quantiles"
+    run = json.loads((out / "run.json").read_text())
+    for option in ("rng", "noise_pools"):
+        del run["prior"][option]
+    (out / "run.json").write_text(json.dumps(run))
+    prior = script.load_run(str(out))[2]
+    assert (prior.rng, prior.noise_pools) == ("key", "sampled")
 
 
 if __name__ == "__main__" and "--regenerate-golden" in sys.argv:
