@@ -5,8 +5,11 @@ Each batch is built on device in one jitted program:
 1. ``random_scms`` builds B random SCMs as ONE ``causaljax.scm.types.SCM`` pytree (k = B):
    a random DAG over D nodes (edge density varies per dataset), random mechanisms mixing a
    linear map and a one-hidden-layer ReLU MLP of the parents (nonlinearity varies per
-   dataset), and empirical noise pools drawn from varied distributions (normal, uniform,
-   skewed, heavy-tailed) with varied scales; some nodes are rounded to integers.
+   dataset), and empirical noise pools of varied families (normal, uniform, skewed,
+   heavy-tailed) with varied scales; some nodes are rounded to integers. By default a pool
+   holds its family's quantiles at (i + 0.5) / m (``family_quantiles``), so the sampler's
+   uniform draw of a pool entry is an inverse-CDF draw from the family; ``noise_pools=
+   "sampled"`` draws the pool entries in the program instead (the first runs' prior).
 2. ``causaljax.sampler.sample`` (the project's compiled sampler) draws N rows of each SCM.
 3. ``make_datasets`` turns the node values into classification tasks: a random non-root node
    is the target, discretised into 2..10 classes at random quantiles (class proportions
