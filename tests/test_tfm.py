@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causaljax.prior import PriorConfig
+from causaljax.prior import PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
 from causaljax.tfm.classifier import TFMClassifier
 from causaljax.tfm.model import ModelConfig, build, init_params
@@ -25,6 +25,7 @@ from causaljax.tfm.pretrain import (
     TrainConfig,
     init_state,
     load_state,
+    loss_fn,
     prior_for,
     save_state,
     train_step,
@@ -125,6 +126,19 @@ def test_loss_falls_on_a_tiny_prior_run():
     after, _ = validation_loss(state.params, TRAIN_MC, val)
     assert int(state.step) == 40 and np.isfinite(float(metrics["loss"]))
     assert after < before - 0.05, (before, after)
+
+
+def test_bfloat16_compute_matches_float32():
+    """The GPU path of pretrain_tfm.py (bf16 compute, f32 parameters), run on the CPU: the
+    shipped weights give nearly the f32 loss on a prior batch, with finite f32 gradients."""
+    params, mc, _ = load_weights("default")
+    batch = sample_batch(jax.random.key(3), prior_for(64, PriorConfig()), 4)
+    grad = lambda dtype: jax.value_and_grad(loss_fn, has_aux=True)(params, mc, batch, dtype)
+    (loss32, _), _ = grad(jnp.float32)
+    (loss16, _), grads16 = grad(jnp.bfloat16)
+    assert abs(float(loss16) - float(loss32)) < 0.02, (float(loss16), float(loss32))
+    for g in jax.tree.leaves(grads16):
+        assert g.dtype == jnp.float32 and np.isfinite(np.asarray(g)).all()
 
 
 def test_train_state_round_trip_and_resume(tmp_path):
