@@ -154,6 +154,8 @@ def _one_scm(key, D: int, H: int, m: int, rng: str = "key",
     sigma = _log_between(sigma0, 0.02, 1.0) * _log_between(node[0], 0.5, 2.0)
     pool_kind = jnp.minimum((node[1] * 4).astype(jnp.int32), 3)
     scale = jnp.where(is_root, 1.0, sigma)
+    # quantile pools as a one-hot product, not an index into the table: XLA fuses an indexed
+    # pool into the sampler's gather and recomputes it for every cell drawn (19 ms a batch)
     noise = (_noise_pool(_normal(u["pool_z"]), u["pool_u"], pool_kind, scale).T if sampled
              else jnp.dot(jax.nn.one_hot(pool_kind, 4) * scale[:, None],
                           family_quantiles(m)))  # [D, m]
