@@ -9,9 +9,9 @@ Commands:
     python experiments/pretrain_tfm.py --init-from default --out runs/pretrain2 --seed 1 \
         --lr 5e-4 --steps 5000 --minutes 110
 
-Output in --out: run.json (configs; a resumed run reuses it), ckpt_<step>.msgpack (+ .json:
-step, wall time) every --ckpt-minutes, train_log.csv, val_log.csv (held-out prior loss),
-loss.png. The learning-rate schedule (warmup + cosine) runs over --steps; --minutes stops
+Output in --out: run.json (configs; a resumed run reuses it), checkpoints/<step>/ (Orbax: the
+whole train state + step, wall time, device; the last two kept) every --ckpt-minutes,
+train_log.csv, val_log.csv (held-out prior loss), loss.png. The learning-rate schedule (warmup + cosine) runs over --steps; --minutes stops
 earlier if the budget runs out. Float32 on CPU, bfloat16 compute on GPU.
 Resume continues from the latest checkpoint with the same step count and data (each step's
 prior batch is drawn from fold_in(key, step)). --init-from starts a new run (step 0, new
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import glob
 import json
 import os
 import sys
@@ -43,10 +42,10 @@ from causaljax.tfm.pretrain import (
     TrainConfig,
     bucket_of,
     init_state,
-    load_state,
     optimizer,
     prior_for,
-    save_state,
+    restore_run_checkpoint,
+    save_run_checkpoint,
     train_step,
     validation_batches,
     validation_loss,
@@ -66,11 +65,6 @@ def configs(args):
                          seed=args.seed)
         pc = PriorConfig()
     return mc, tc, pc
-
-
-def latest_checkpoint(out: str):
-    files = sorted(glob.glob(os.path.join(out, "ckpt_*.msgpack")))
-    return files[-1] if files else None
 
 
 def truncate_csv(path: str, max_step: int) -> None:
@@ -117,18 +111,10 @@ def plot(out: str) -> None:
     plt.close(fig)
 
 
-def save_checkpoint(state, out: str, wall: float, keep: int = 2) -> str:
-    step = int(state.step)
-    path = os.path.join(out, f"ckpt_{step:08d}.msgpack")
-    save_state(state, path)
-    with open(path.replace(".msgpack", ".json"), "w") as f:
-        json.dump({"step": step, "wall_time_s": wall, "device": jax.devices()[0].device_kind,
-                   "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-    for old in sorted(glob.glob(os.path.join(out, "ckpt_*.msgpack")))[:-keep]:
-        os.remove(old)
-        if os.path.exists(old.replace(".msgpack", ".json")):
-            os.remove(old.replace(".msgpack", ".json"))
-    return path
+def save_checkpoint(state, out: str, wall: float) -> str:
+    return save_run_checkpoint(state, out, {
+        "step": int(state.step), "wall_time_s": wall, "device": jax.devices()[0].device_kind,
+        "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def load_run(out: str):
@@ -143,19 +129,18 @@ def load_run(out: str):
 
 def export(run_dir: str, dest: str) -> None:
     mc, tc, _ = load_run(run_dir)
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise SystemExit(f"no checkpoint in {run_dir}")
-    state = load_state(init_state(mc, tc), path)
-    with open(path.replace(".msgpack", ".json")) as f:
-        info = json.load(f)
+    try:
+        state, info = restore_run_checkpoint(init_state(mc, tc), run_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     with open(os.path.join(run_dir, "run.json")) as f:
         before = json.load(f).get("init_from", {"train_steps": 0, "wall_time_s": 0.0})
     meta = ckpt_lib.save_weights(
         state.params, mc, dest, train_steps=before["train_steps"] + info["step"],
         planned_steps=before["train_steps"] + tc.total_steps,
         wall_time_s=round(before["wall_time_s"] + info["wall_time_s"], 1), device=info["device"],
-        source=os.path.basename(path), train_config=tc.to_dict(), warm_start=before)
+        source=f"{os.path.basename(os.path.normpath(run_dir))} step {info['step']}",
+        train_config=tc.to_dict(), warm_start=before)
     print(json.dumps({k: v for k, v in meta.items() if k != "train_config"}, indent=2))
 
 
@@ -213,15 +198,17 @@ def main(argv=None):
         state = state._replace(params=init_params, opt_state=optimizer(tc).init(init_params))
     wall = 0.0
     if args.resume:
-        path = latest_checkpoint(args.out)
-        if path is None:
-            raise SystemExit(f"--resume: no checkpoint in {args.out}")
-        state = load_state(state, path)
-        with open(path.replace(".msgpack", ".json")) as f:
-            wall = json.load(f)["wall_time_s"]
+        try:
+            state, info = restore_run_checkpoint(state, args.out)
+        except FileNotFoundError as e:
+            raise SystemExit(f"--resume: {e}") from None
+        wall = info["wall_time_s"]
         for name in ("train_log.csv", "val_log.csv"):
             truncate_csv(os.path.join(args.out, name), int(state.step))
-        print(f"resumed from {path} at step {int(state.step)}", flush=True)
+        print(f"resumed from {args.out} at step {int(state.step)}", flush=True)
+        if int(state.step) >= tc.total_steps:
+            print(f"the run already reached its {tc.total_steps} steps", flush=True)
+            return
     print(f"model {n_params(state.params):,} parameters, backend {jax.default_backend()}, "
           f"dtype {jnp.dtype(dtype).name}, steps {tc.total_steps}", flush=True)
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from flax import serialization
 
 from causaljax.prior import PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
@@ -24,10 +25,10 @@ from causaljax.tfm.model import ModelConfig, build, init_params
 from causaljax.tfm.pretrain import (
     TrainConfig,
     init_state,
-    load_state,
     loss_fn,
     prior_for,
-    save_state,
+    restore_run_checkpoint,
+    save_run_checkpoint,
     train_step,
     validation_batches,
     validation_loss,
@@ -144,13 +145,43 @@ def test_bfloat16_compute_matches_float32():
 def test_train_state_round_trip_and_resume(tmp_path):
     straight, _ = _train(init_state(TRAIN_MC, TRAIN_TC), 4)
     half, _ = _train(init_state(TRAIN_MC, TRAIN_TC), 2)
-    save_state(half, str(tmp_path / "s.msgpack"))
-    resumed, _ = _train(load_state(init_state(TRAIN_MC, TRAIN_TC), str(tmp_path / "s.msgpack")), 2)
+    save_run_checkpoint(half, str(tmp_path), {"wall_time_s": 1.5})
+    restored, info = restore_run_checkpoint(init_state(TRAIN_MC, TRAIN_TC), str(tmp_path))
+    assert info == {"wall_time_s": 1.5} and int(restored.step) == 2
+    assert jax.tree.structure(restored) == jax.tree.structure(half)
+    resumed, _ = _train(restored, 2)
     assert int(resumed.step) == 4
     for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(jax.tree.leaves(straight.params)[0],
                            jax.tree.leaves(init_state(TRAIN_MC, TRAIN_TC).params)[0])
+
+
+def test_run_checkpoints_keep_the_newest_and_load_legacy_msgpack(tmp_path):
+    state = init_state(TRAIN_MC, TRAIN_TC)
+    for step in (1, 2, 3):
+        save_run_checkpoint(state._replace(step=jnp.asarray(step, jnp.int32)), str(tmp_path),
+                            {"step": step}, keep=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "3"]
+    assert restore_run_checkpoint(state, str(tmp_path))[1] == {"step": 3}
+    # damaged newest checkpoint: a warning, and the one before it
+    for f in (tmp_path / "checkpoints" / "3" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="checkpoint 3 .* unreadable"):
+        assert restore_run_checkpoint(state, str(tmp_path))[1] == {"step": 2}
+    with pytest.raises(CheckpointError, match="no readable checkpoint"), pytest.warns(UserWarning):
+        restore_run_checkpoint(init_state(TINY, TRAIN_TC), str(tmp_path))  # another model
+    # runs saved before the Orbax checkpoints: ckpt_<step>.msgpack + .json
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "ckpt_00000007.msgpack").write_bytes(
+        serialization.to_bytes(state._replace(step=jnp.asarray(7, jnp.int32))))
+    (legacy / "ckpt_00000007.json").write_text(json.dumps({"step": 7, "wall_time_s": 9.0}))
+    restored, info = restore_run_checkpoint(state, str(legacy))
+    assert int(restored.step) == 7 and info["wall_time_s"] == 9.0
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        restore_run_checkpoint(state, str(tmp_path / "empty"))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -349,12 +380,14 @@ def test_pretrain_script_quick_resume_and_export(tmp_path):
     out = tmp_path / "run"
     script.main(["--quick", "--steps", "6", "--out", str(out), "--eval-every", "3",
                  "--minutes", "0.001"])  # the time budget stops it after one step
-    first = sorted(out.glob("ckpt_*.msgpack"))
-    assert len(first) == 1 and json.loads(first[0].with_suffix(".json").read_text())["step"] >= 1
+    first = sorted((out / "checkpoints").iterdir())
+    assert len(first) == 1 and int(first[0].name) >= 1
     script.main(["--resume", "--out", str(out)])  # continues to the planned 6 steps
     log = pd.read_csv(out / "train_log.csv")
     assert log.step.tolist() == list(range(1, 7))  # each step logged once, in order
     assert (out / "loss.png").exists() and len(pd.read_csv(out / "val_log.csv")) >= 2
+    script.main(["--resume", "--out", str(out)])  # a finished run: nothing more to do
+    assert pd.read_csv(out / "train_log.csv").equals(log)
     script.main(["--export", str(out), "--dest", str(tmp_path / "w.msgpack")])
     _, cfg, meta = load_weights(tmp_path / "w.msgpack")
     assert meta["train_steps"] == 6 and cfg.width == 64

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from flax import serialization
 
 from causaljax.prior import Batch, PriorConfig, sample_batch
+from causaljax.tfm.checkpoint import CheckpointError
 from causaljax.tfm.model import ModelConfig, build, class_mask_logits, init_params
 
 
@@ -110,15 +115,58 @@ def validation_loss(params, mc: ModelConfig, batches, dtype=jnp.float32) -> tupl
 
 
 # ----------------------------------------------------------------------------- run checkpoints
-def save_state(state: TrainState, path: str) -> None:
-    """Atomic msgpack dump of the whole train state (params + optimizer + step)."""
-    data = serialization.to_bytes(jax.device_get(state))
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def _manager(run_dir: str, keep: int = 2) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(run_dir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False),
+        item_names=("state", "info"))
 
 
-def load_state(template: TrainState, path: str) -> TrainState:
-    with open(path, "rb") as f:
-        return serialization.from_bytes(template, f.read())
+def save_run_checkpoint(state: TrainState, run_dir: str, info: dict, keep: int = 2) -> str:
+    """Orbax checkpoint ``<run_dir>/checkpoints/<step>/`` of the whole train state (params,
+    AdamW moments, step) and a JSON ``info`` (wall time, device). Orbax writes to a temporary
+    directory and renames it when complete, so a crash mid-save never leaves a half-written
+    latest checkpoint; only the last ``keep`` are kept. Returns the step directory."""
+    step = int(state.step)
+    manager = _manager(run_dir, keep)
+    try:
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   info=ocp.args.JsonSave(info)))
+        manager.wait_until_finished()
+        return str(manager.directory / str(step))
+    finally:
+        manager.close()
+
+
+def restore_run_checkpoint(template: TrainState, run_dir: str) -> tuple[TrainState, dict]:
+    """(state, info) of a run's newest readable checkpoint; ``template`` gives the structure.
+
+    An unreadable checkpoint (damaged files, another model's state) is reported with a warning
+    and the next older one is used; if none can be read, a ``CheckpointError``. Runs saved
+    before the Orbax checkpoints (``ckpt_<step>.msgpack`` + ``.json``) still load."""
+    manager = _manager(run_dir)
+    try:
+        steps = sorted(manager.all_steps(), reverse=True)
+        for step in steps:
+            try:
+                out = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(template), info=ocp.args.JsonRestore()))
+                return out.state, out.info
+            except Exception as e:  # noqa: BLE001 -- Orbax/TensorStore raise many types
+                warnings.warn(f"run checkpoint {step} in {run_dir} is unreadable "
+                              f"({type(e).__name__}: {str(e)[:200]}); trying an older one")
+    finally:
+        manager.close()
+    if steps:
+        raise CheckpointError(f"no readable checkpoint in {run_dir} (steps {steps})")
+    legacy = _legacy_checkpoints(run_dir)
+    if not legacy:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    with open(legacy[-1], "rb") as f:
+        state = serialization.from_bytes(template, f.read())
+    with open(legacy[-1].replace(".msgpack", ".json")) as f:
+        return state, json.load(f)
+
+
+def _legacy_checkpoints(run_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(run_dir, "ckpt_*.msgpack")))
