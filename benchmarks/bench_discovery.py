@@ -88,6 +88,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_discovery.json").write_text(json.dumps(dict(meta=meta, results=results),
                                                          indent=1))
+    return results
 
 
 if __name__ == "__main__":

@@ -220,7 +220,7 @@ def bench_table(label: str, table: Table, dags: np.ndarray, args) -> dict:
     return row
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--k", type=int, default=16, help="DAGs to fit")
     ap.add_argument("--dowhy-k", type=int, default=4, help="DAGs DoWhy fits (time scaled to k)")
@@ -238,7 +238,7 @@ def main():
     ap.add_argument("--out", default="results/bench_fit")
     ap.add_argument("--compilation-cache", metavar="DIR",
                     help="opt-in persistent XLA compilation cache (cold times labelled as such)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -269,6 +269,7 @@ def main():
                 "devices": [str(x) for x in jax.devices()], "args": vars(args)}
     (out / "bench_fit.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out / 'bench_fit.json'}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""Smoke tests of the benchmark scripts at tiny sizes: they run, measure both sides, write JSON.
+
+The timings themselves are never asserted (benchmarks print ratios; tests only check that every
+measurement is there, positive and written)."""
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_sampler_tiny(tmp_path):
+    results = _script("bench_sampler").main(
+        ["--tiny", "--parts", "dowhy,grid", "--dowhy-families", "linear", "--rngs", "hash",
+         "--out", str(tmp_path)])
+    dowhy = [r for r in results if r["part"] == "dowhy"]
+    grid = [r for r in results if r["part"] == "grid"]
+    assert [(r["family"], r["n"]) for r in dowhy] == [("linear", 1000)]
+    assert dowhy[0]["speedup"] > 0 and dowhy[0]["dowhy_rows_per_s"] > 0
+    assert {r["family"] for r in grid} == {"linear", "trees"}
+    assert {r["strategy"] for r in grid} >= {"walk", "parallel"}
+    assert all(r["rows_per_s"] > 0 and r["roofline"] is None for r in grid)  # CPU: no roofline
+    written = json.loads((tmp_path / "bench_sampler.json").read_text())
+    assert len(written["results"]) == len(results) and (tmp_path / "bench_sampler.png").exists()
+
+
+def test_roofline_share_on_a_gpu(monkeypatch):
+    bench = _script("bench_sampler")
+    h100 = SimpleNamespace(platform="gpu", device_kind="NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(bench.jax, "devices", lambda: [h100])
+    assert bench.roofline(3.35e12, 2.0) == pytest.approx(0.5)
+    monkeypatch.setattr(bench.jax, "devices",
+                        lambda: [SimpleNamespace(platform="gpu", device_kind="Some GPU")])
+    assert bench.roofline(1e9, 1.0) is None  # unknown peak bandwidth: no share printed
+
+
+def test_bench_stream_small(tmp_path):
+    result = _script("bench_stream").main(
+        ["--rows", "2e5", "--chunk-rows", "50000", "--rng", "hash", "--out", str(tmp_path)])
+    assert result["rows"] == 200_000 and result["parquet_mib"] > 0
+    assert result["peak_rss_mib"] >= result["rss_before_write_mib"] > 0
+    assert json.loads((tmp_path / "bench_stream.json").read_text())["rows"] == 200_000
+
+
+@pytest.mark.slow
+def test_bench_discovery_small(tmp_path):
+    results = _script("bench_discovery").main(
+        ["--bootstrap", "2", "--n-jobs", "1", "--out", str(tmp_path)])
+    simulated = results[0]
+    assert simulated["table"] == "simulated_1000x20" and simulated["warm_s"] > 0
+    assert 0 <= simulated["mean_P_absent"] < simulated["mean_P_true"] <= 1
+    assert json.loads((tmp_path / "bench_discovery.json").read_text())["results"] == results
+
+
+@pytest.mark.slow
+def test_bench_fit_small(tmp_path):
+    rows = _script("bench_fit").main(
+        ["--k", "2", "--dowhy-k", "1", "--n", "300", "--d", "8", "--skip-suite",
+         "--out", str(tmp_path)])
+    (row,) = rows
+    assert row["k"] == 2 and row["dowhy_total_is_scaled"] and row["causaljax_warm_compiles"] == 0
+    assert np.isfinite([row["speedup_cold"], row["speedup_warm"]]).all()
+    assert json.loads((tmp_path / "bench_fit.json").read_text())["rows"][0]["k"] == 2
