@@ -368,15 +368,27 @@ def test_limits_raise_clear_errors():
 
 
 # ----------------------------------------------------------------------------- script
-@pytest.mark.slow
-def test_pretrain_script_quick_resume_and_export(tmp_path):
-    """experiments/pretrain_tfm.py: a few quick steps, resume to more steps, export weights."""
+def _pretrain_script():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "pretrain_tfm", Path(__file__).parents[1] / "experiments" / "pretrain_tfm.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_committed_run_state_exports_the_shipped_weights(tmp_path):
+    """checkpoints/pretrain (the last run's Orbax state, for resuming) holds the shipped weights."""
+    run_state = Path(__file__).parents[1] / "checkpoints" / "pretrain"
+    _pretrain_script().main(["--export", str(run_state), "--dest", str(tmp_path / "w.msgpack")])
+    assert load_weights(tmp_path / "w.msgpack")[2]["sha256"] == load_weights("default")[2]["sha256"]
+
+
+@pytest.mark.slow
+def test_pretrain_script_quick_resume_and_export(tmp_path):
+    """experiments/pretrain_tfm.py: a few quick steps, resume to more steps, export weights."""
+    script = _pretrain_script()
     out = tmp_path / "run"
     script.main(["--quick", "--steps", "6", "--out", str(out), "--eval-every", "3",
                  "--minutes", "0.001"])  # the time budget stops it after one step
