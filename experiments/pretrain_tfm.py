@@ -12,7 +12,8 @@ Commands:
 Output in --out: run.json (configs; a resumed run reuses it), checkpoints/<step>/ (Orbax: the
 whole train state + step, wall time, device; the last two kept) every --ckpt-minutes,
 train_log.csv, val_log.csv (held-out prior loss), loss.png. The learning-rate schedule
-(warmup + cosine) runs over --steps; --minutes stops earlier if the budget runs out. Float32 on CPU, bfloat16 compute on GPU.
+(warmup + cosine) runs over --steps; --minutes stops earlier if the budget runs out. Float32
+on CPU, bfloat16 compute on GPU.
 Resume continues from the latest checkpoint with the same step count and data (each step's
 prior batch is drawn from fold_in(key, step)). --init-from starts a new run (step 0, new
 schedule, fresh AdamW moments) from the parameters of a weights file ("default" = the shipped
