@@ -5,6 +5,7 @@ Commands:
     nohup python experiments/pretrain_tfm.py --out runs/pretrain --minutes 100 --steps 6000 &
     python experiments/pretrain_tfm.py --resume --out runs/pretrain --minutes 30   # continue
     python experiments/pretrain_tfm.py --export runs/pretrain   # -> causaljax/tfm/weights/default.*
+    python experiments/pretrain_tfm.py --average default runs/w2.msgpack --dest runs/avg.msgpack
     # warm start: a new schedule (fresh optimizer) from the shipped weights
     python experiments/pretrain_tfm.py --init-from default --out runs/pretrain2 --seed 1 \
         --lr 5e-4 --steps 5000 --minutes 110
@@ -145,12 +146,33 @@ def export(run_dir: str, dest: str) -> None:
     print(json.dumps({k: v for k, v in meta.items() if k != "train_config"}, indent=2))
 
 
+def average(sources: list[str], dest: str) -> None:
+    """Parameter mean of weights files of one model ("checkpoint averaging"). The sources are
+    meant to share a history (a run and its warm-started continuation), so the sidecar counts
+    the longest one's steps and wall time and lists every source."""
+    loaded = [ckpt_lib.load_weights(source) for source in sources]
+    mc = loaded[0][1]
+    if any(cfg != mc for _, cfg, _ in loaded):
+        raise SystemExit("--average: the weights files hold different model configs")
+    mean = jax.tree.map(lambda *leaves: sum(leaves) / len(leaves), *[p for p, _, _ in loaded])
+    metas = [meta for _, _, meta in loaded]
+    longest = max(metas, key=lambda m: m.get("train_steps", 0))
+    meta = ckpt_lib.save_weights(
+        mean, mc, dest, train_steps=longest.get("train_steps", 0),
+        wall_time_s=longest.get("wall_time_s", 0.0), device=longest.get("device", "unknown"),
+        averaged=[{"weights": str(source), "sha256": m["sha256"],
+                   "train_steps": m.get("train_steps", 0)} for source, m in zip(sources, metas)])
+    print(json.dumps(meta, indent=2))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", default="runs/pretrain")
     ap.add_argument("--quick", action="store_true", help="tiny model and prior, a few CPU minutes")
     ap.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     ap.add_argument("--export", metavar="RUN_DIR", help="export RUN_DIR's latest checkpoint")
+    ap.add_argument("--average", metavar="WEIGHTS", nargs="+",
+                    help="write the parameter mean of these weights files to --dest")
     ap.add_argument("--init-from", metavar="WEIGHTS",
                     help="warm start: a new run from these weights ('default' = shipped)")
     ap.add_argument("--dest", default=str(ckpt_lib.WEIGHTS_DIR / "default.msgpack"))
@@ -171,6 +193,9 @@ def main(argv=None):
 
     if args.export:
         export(args.export, args.dest)
+        return
+    if args.average:
+        average(args.average, args.dest)
         return
     if not args.quick and not args.steps:
         args.steps = 6000

@@ -378,6 +378,25 @@ def _pretrain_script():
     return script
 
 
+def test_average_of_weights_files(tmp_path):
+    one, two = init_params(TINY, jax.random.key(1)), init_params(TINY, jax.random.key(2))
+    save_weights(one, TINY, tmp_path / "a.msgpack", train_steps=10, wall_time_s=5.0)
+    save_weights(two, TINY, tmp_path / "b.msgpack", train_steps=30, wall_time_s=9.0)
+    script = _pretrain_script()
+    script.main(["--average", str(tmp_path / "a.msgpack"), str(tmp_path / "b.msgpack"),
+                 "--dest", str(tmp_path / "avg.msgpack")])
+    mean, cfg, meta = load_weights(tmp_path / "avg.msgpack")
+    assert cfg == TINY and (meta["train_steps"], meta["wall_time_s"]) == (30, 9.0)
+    assert [a["train_steps"] for a in meta["averaged"]] == [10, 30]
+    for m, a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(one), jax.tree.leaves(two)):
+        np.testing.assert_allclose(m, (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6)
+    save_weights(init_params(ModelConfig(width=64, depth=2, heads=2), jax.random.key(3)),
+                 ModelConfig(width=64, depth=2, heads=2), tmp_path / "wide.msgpack")
+    with pytest.raises(SystemExit, match="different model configs"):
+        script.main(["--average", str(tmp_path / "a.msgpack"), str(tmp_path / "wide.msgpack"),
+                     "--dest", str(tmp_path / "bad.msgpack")])
+
+
 def test_committed_run_state_exports_the_shipped_weights(tmp_path):
     """checkpoints/pretrain (the last run's Orbax state, for resuming) holds the shipped weights."""
     run_state = Path(__file__).parents[1] / "checkpoints" / "pretrain"
