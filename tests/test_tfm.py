@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from flax import serialization
 
 from causaljax.prior import PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
@@ -157,7 +156,7 @@ def test_train_state_round_trip_and_resume(tmp_path):
                            jax.tree.leaves(init_state(TRAIN_MC, TRAIN_TC).params)[0])
 
 
-def test_run_checkpoints_keep_the_newest_and_load_legacy_msgpack(tmp_path):
+def test_run_checkpoints_keep_the_newest_and_skip_unreadable_ones(tmp_path):
     state = init_state(TRAIN_MC, TRAIN_TC)
     for step in (1, 2, 3):
         save_run_checkpoint(state._replace(step=jnp.asarray(step, jnp.int32)), str(tmp_path),
@@ -172,14 +171,6 @@ def test_run_checkpoints_keep_the_newest_and_load_legacy_msgpack(tmp_path):
         assert restore_run_checkpoint(state, str(tmp_path))[1] == {"step": 2}
     with pytest.raises(CheckpointError, match="no readable checkpoint"), pytest.warns(UserWarning):
         restore_run_checkpoint(init_state(TINY, TRAIN_TC), str(tmp_path))  # another model
-    # runs saved before the Orbax checkpoints: ckpt_<step>.msgpack + .json
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    (legacy / "ckpt_00000007.msgpack").write_bytes(
-        serialization.to_bytes(state._replace(step=jnp.asarray(7, jnp.int32))))
-    (legacy / "ckpt_00000007.json").write_text(json.dumps({"step": 7, "wall_time_s": 9.0}))
-    restored, info = restore_run_checkpoint(state, str(legacy))
-    assert int(restored.step) == 7 and info["wall_time_s"] == 9.0
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         restore_run_checkpoint(state, str(tmp_path / "empty"))
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from flax import serialization
 
 from causaljax.prior import Batch, PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError
@@ -142,8 +139,8 @@ def restore_run_checkpoint(template: TrainState, run_dir: str) -> tuple[TrainSta
     """(state, info) of a run's newest readable checkpoint; ``template`` gives the structure.
 
     An unreadable checkpoint (damaged files, another model's state) is reported with a warning
-    and the next older one is used; if none can be read, a ``CheckpointError``. Runs saved
-    before the Orbax checkpoints (``ckpt_<step>.msgpack`` + ``.json``) still load."""
+    and the next older one is used; none readable: a ``CheckpointError``; none at all: a
+    ``FileNotFoundError``."""
     manager = _manager(run_dir)
     try:
         steps = sorted(manager.all_steps(), reverse=True)
@@ -159,14 +156,4 @@ def restore_run_checkpoint(template: TrainState, run_dir: str) -> tuple[TrainSta
         manager.close()
     if steps:
         raise CheckpointError(f"no readable checkpoint in {run_dir} (steps {steps})")
-    legacy = _legacy_checkpoints(run_dir)
-    if not legacy:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    with open(legacy[-1], "rb") as f:
-        state = serialization.from_bytes(template, f.read())
-    with open(legacy[-1].replace(".msgpack", ".json")) as f:
-        return state, json.load(f)
-
-
-def _legacy_checkpoints(run_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(run_dir, "ckpt_*.msgpack")))
+    raise FileNotFoundError(f"no checkpoint in {run_dir}")
