@@ -147,9 +147,10 @@ def export(run_dir: str, dest: str) -> None:
 
 
 def average(sources: list[str], dest: str) -> None:
-    """Parameter mean of weights files of one model ("checkpoint averaging"). The sources are
-    meant to share a history (a run and its warm-started continuation), so the sidecar counts
-    the longest one's steps and wall time and lists every source."""
+    """Parameter mean of weights files of one model ("checkpoint averaging": a run and its
+    continuation, or sibling runs from one start). The sidecar counts the longest source's steps
+    and wall time and lists every source with its own wall time and warm start, so the compute
+    of sibling branches (wall time minus their common start's) can be added up from it."""
     loaded = [ckpt_lib.load_weights(source) for source in sources]
     mc = loaded[0][1]
     if any(cfg != mc for _, cfg, _ in loaded):
@@ -161,7 +162,10 @@ def average(sources: list[str], dest: str) -> None:
         mean, mc, dest, train_steps=longest.get("train_steps", 0),
         wall_time_s=longest.get("wall_time_s", 0.0), device=longest.get("device", "unknown"),
         averaged=[{"weights": str(source), "sha256": m["sha256"],
-                   "train_steps": m.get("train_steps", 0)} for source, m in zip(sources, metas)])
+                   "train_steps": m.get("train_steps", 0),
+                   "wall_time_s": m.get("wall_time_s", 0.0),
+                   "warm_start_sha256": m.get("warm_start", {}).get("sha256")}
+                  for source, m in zip(sources, metas)])
     print(json.dumps(meta, indent=2))
 
 

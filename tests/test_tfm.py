@@ -378,7 +378,8 @@ def test_average_of_weights_files(tmp_path):
                  "--dest", str(tmp_path / "avg.msgpack")])
     mean, cfg, meta = load_weights(tmp_path / "avg.msgpack")
     assert cfg == TINY and (meta["train_steps"], meta["wall_time_s"]) == (30, 9.0)
-    assert [a["train_steps"] for a in meta["averaged"]] == [10, 30]
+    sources = [(a["train_steps"], a["wall_time_s"]) for a in meta["averaged"]]
+    assert sources == [(10, 5.0), (30, 9.0)]
     for m, a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(one), jax.tree.leaves(two)):
         np.testing.assert_allclose(m, (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6)
     save_weights(init_params(ModelConfig(width=64, depth=2, heads=2), jax.random.key(3)),
@@ -388,14 +389,22 @@ def test_average_of_weights_files(tmp_path):
                      "--dest", str(tmp_path / "bad.msgpack")])
 
 
-def test_committed_run_state_exports_the_shipped_weights(tmp_path):
-    """checkpoints/pretrain (the last run's Orbax state, for resuming) holds the shipped weights,
-    or, when those are a parameter mean (`--average`), one of the weights averaged into them."""
-    run_state = Path(__file__).parents[1] / "checkpoints" / "pretrain"
-    _pretrain_script().main(["--export", str(run_state), "--dest", str(tmp_path / "w.msgpack")])
+def test_committed_state_reproduces_the_shipped_weights(tmp_path):
+    """checkpoints/pretrain holds the last run's Orbax state (for resuming). Exported, it gives
+    the shipped weights byte for byte; when those are a parameter mean (`--average`), it gives
+    one of their sources, and its mean with the other sources, committed in `averaged_with/`,
+    gives the shipped weights byte for byte."""
+    committed = Path(__file__).parents[1] / "checkpoints" / "pretrain"
+    script, exported = _pretrain_script(), tmp_path / "run.msgpack"
+    script.main(["--export", str(committed), "--dest", str(exported)])
     shipped = load_weights("default")[2]
-    allowed = [m["sha256"] for m in shipped.get("averaged", [])] or [shipped["sha256"]]
-    assert load_weights(tmp_path / "w.msgpack")[2]["sha256"] in allowed
+    if "averaged" in shipped:
+        files = [exported, *sorted((committed / "averaged_with").glob("*.msgpack"))]
+        by_sha = {load_weights(f)[2]["sha256"]: str(f) for f in files}
+        sources = [by_sha[source["sha256"]] for source in shipped["averaged"]]
+        script.main(["--average", *sources, "--dest", str(tmp_path / "mean.msgpack")])
+        exported = tmp_path / "mean.msgpack"
+    assert load_weights(exported)[2]["sha256"] == shipped["sha256"]
 
 
 @pytest.mark.slow
