@@ -45,61 +45,32 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from causaljax.eval.cli import (BadInput, add_data_arguments, add_finetune_arguments,
+                                check_common_arguments, check_tables, load_model, load_tables,
+                                parse_list, positive_ints, write_results)
+
 DEFAULT_DATASETS = ("pima", "breast_w", "swiss_labor")
 DEFAULT_METHODS = "real,causalmix,scm,copula"
 DEFAULT_VOLUMES = "0,1,4"
 
 
-class BadInput(Exception):
-    """A user error: reported with exit code 2."""
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=None,
-                   help=f"suite dataset names (default: {' '.join(DEFAULT_DATASETS)})")
-    p.add_argument("--csv", help="a CSV file of your own (with --target)")
-    p.add_argument("--target", help="target column of --csv")
-    p.add_argument("--folds", type=int, default=1)
-    p.add_argument("--n-train", type=int, default=64)
-    p.add_argument("--n-val", type=int, default=None, help="default: n_train // 4")
+    add_data_arguments(p, DEFAULT_DATASETS)
     p.add_argument("--volumes", default=DEFAULT_VOLUMES,
                    help="synthetic rows per real row, comma separated (0 = standard fine-tuning)")
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help="comma separated; zeroshot always runs (it is the reference)")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--patience", type=int, default=8, help="evaluations without improvement")
     p.add_argument("--pool-rows", type=int, default=None,
                    help="draw synthetic rows from a fixed pool of this many rows (default: fresh "
                         "SCM rows every step)")
     p.add_argument("--k-scms", type=int, default=8, help="fitted SCMs (DAGs) per fold")
-    p.add_argument("--n-bootstrap", type=int, default=5, help="PC/FCI bootstrap resamples")
-    p.add_argument("--families", default="linear,trees", help="SCM mechanism families")
-    p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
-    p.add_argument("--checkpoint", default="default",
-                   help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
-                        "(an untrained tiny model: smoke tests only)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/scale_volume")
-    p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
+    add_finetune_arguments(p, out="runs/scale_volume")
     p.add_argument("--vmap-folds", action="store_true",
                    help="run the folds of each (dataset, method, volume) as one vmapped program "
                         "(for accelerators; on a CPU it measured slower)")
-    p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def parse_list(text: str, kind, what: str) -> list:
-    try:
-        items = [kind(t.strip()) for t in text.split(",") if t.strip()]
-    except ValueError as e:
-        raise BadInput(f"--{what}: cannot parse {text!r} ({e})") from None
-    if not items:
-        raise BadInput(f"--{what} is empty")
-    return items
 
 
 def check_args(args):
@@ -119,86 +90,11 @@ def check_args(args):
     if "ctgan" in methods and importlib.util.find_spec("ctgan") is None:
         raise BadInput("method ctgan needs the optional extra: pip install -e .[ctgan]")
     methods = ["zeroshot"] + [m for m in dict.fromkeys(methods) if m != "zeroshot"]
-    for name, value, low in (("folds", args.folds, 1), ("steps", args.steps, 1),
-                             ("eval-every", args.eval_every, 1), ("patience", args.patience, 1),
-                             ("k-scms", args.k_scms, 1), ("n-bootstrap", args.n_bootstrap, 1)):
-        if value < low:
-            raise BadInput(f"--{name} must be >= {low}, got {value}")
+    shard = check_common_arguments(args)
+    positive_ints(k_scms=args.k_scms)
     if args.pool_rows is not None and args.pool_rows < 1:
         raise BadInput(f"--pool-rows must be >= 1, got {args.pool_rows}")
-    try:
-        i, n = (int(t) for t in args.shard.split("/"))
-        assert n >= 1 and 0 <= i < n
-    except (ValueError, AssertionError):
-        raise BadInput(f"--shard must be i/n with 0 <= i < n, got {args.shard!r}") from None
-    if args.csv and not args.target:
-        raise BadInput("--csv needs --target COLUMN")
-    if args.target and not args.csv:
-        raise BadInput("--target is only used with --csv")
-    if args.csv and args.datasets:
-        raise BadInput("give either --datasets or --csv, not both")
-    return volumes, methods, (i, n)
-
-
-def load_tables(args) -> dict:
-    """name -> Table; BadInput for unknown names, unreadable files, bad targets."""
-    import pandas as pd
-
-    from causaljax import data
-
-    if args.csv:
-        path = Path(args.csv)
-        if not path.is_file():
-            raise BadInput(f"--csv: no such file {path}")
-        try:
-            df = pd.read_csv(path)
-        except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-            raise BadInput(f"--csv: cannot read {path}: {e}") from None
-        if args.target not in df.columns:
-            raise BadInput(f"--target {args.target!r} is not a column of {path}; columns: "
-                           f"{', '.join(map(str, df.columns))}")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return {path.stem: data.Table.from_pandas(df, target=args.target)}
-        except (ValueError, TypeError) as e:
-            raise BadInput(f"--csv {path}: {e}") from None
-    names = args.datasets or list(DEFAULT_DATASETS)
-    unknown = [n for n in names if n not in data.names()]
-    if unknown:
-        raise BadInput(f"unknown dataset(s) {unknown}; valid: {', '.join(data.names())}")
-    return {n: data.load(n) for n in dict.fromkeys(names)}
-
-
-def check_tables(tables: dict, args, mc) -> None:
-    """Every table fits the model and has enough rows for the requested splits."""
-    from causaljax.data import low_data_splits
-    from causaljax.finetune.loop import check_fits_model
-
-    for name, table in tables.items():
-        try:
-            check_fits_model(table, mc)
-            low_data_splits(table, args.n_train, args.n_val, args.folds, args.seed)
-        except (ValueError, TypeError) as e:
-            raise BadInput(f"dataset {name!r} ({table.n_rows} rows): {e}") from None
-
-
-def load_model(checkpoint: str):
-    import jax
-
-    from causaljax.tfm.model import ModelConfig, init_params
-
-    if checkpoint == "random-tiny":
-        mc = ModelConfig(width=32, depth=2, heads=2)
-        return init_params(mc, jax.random.key(0)), mc, "random-tiny"
-    from causaljax.tfm.checkpoint import CheckpointError, load_weights
-
-    try:
-        params, mc, meta = load_weights(checkpoint)
-    except CheckpointError as e:
-        raise BadInput(f"{e}\n(export pretrained weights with experiments/pretrain_tfm.py "
-                       "--export, or pass --checkpoint PATH.msgpack)") from None
-    return params, mc, f"{checkpoint}@{meta.get('sha256', '')[:12]}"
+    return volumes, methods, shard
 
 
 def write_outputs(out: Path, store, volumes) -> str:
@@ -209,13 +105,8 @@ def write_outputs(out: Path, store, volumes) -> str:
     df = store.read()
     if df.empty:
         return ""
-    tmp = out / ".results.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "results.parquet")
     text = summary_markdown(df, notes="Plots: improvement_vs_volume.png, gap_vs_volume.png.")
-    tmp = out / ".summary.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out / "summary.md")
+    write_results(out, df, text)
     plot_study(df, str(out))
     return text
 
@@ -224,10 +115,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         volumes, methods, (shard_i, shard_n) = check_args(args)
-        args.n_val = args.n_train // 4 if args.n_val is None else args.n_val
-        tables = load_tables(args)
+        tables = load_tables(args.datasets or list(DEFAULT_DATASETS), csv=args.csv,
+                             target=args.target)
         params, mc, model_id = load_model(args.checkpoint)
-        check_tables(tables, args, mc)
+        check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
+                     seed=args.seed)
     except BadInput as e:
         print(f"scale_volume.py: error: {e}", file=sys.stderr)
         return 2

@@ -86,6 +86,12 @@ class VolumeStudy:
         key = jax.random.fold_in(key, zlib.crc32(cfg["dataset"].encode()) & 0x7FFFFFFF)
         return jax.random.fold_in(key, cfg["fold"])
 
+    def run_key(self, cfg):
+        """Key of a run's own randomness (step batches, synthetic draws). A config's
+        ``run_seed`` (default 0) varies it alone: same split, same fitted generators."""
+        key = jax.random.fold_in(self.fold_key(cfg), 1)
+        return jax.random.fold_in(key, cfg["run_seed"]) if cfg.get("run_seed") else key
+
     def source(self, cfg, generator: str, n_rows: int):
         pool = 0 if generator == "scm" else n_rows  # the SCM source draws inside the step
         key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"],
@@ -112,7 +118,7 @@ class VolumeStudy:
         shape = step_shape(int(task.x_train.shape[0]), fc)
         source = (self.source(cfg, m.generator, max(MIN_POOL_ROWS, shape.n_syn))
                   if m.synthetic else None)
-        return task, source, jax.random.fold_in(self.fold_key(cfg), 1), shape.n_syn
+        return task, source, self.run_key(cfg), shape.n_syn
 
     def _row(self, cfg: dict, r=None, n_syn: int = 0) -> dict:
         """Result columns of a run from its fine-tuning ``Result`` (None: zero-shot)."""

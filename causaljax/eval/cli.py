@@ -1,0 +1,154 @@
+"""Input handling shared by the study scripts in ``experiments/``: a user error is a
+``BadInput`` (the scripts print it and exit with code 2 before anything is written)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+
+class BadInput(Exception):
+    """A user error: reported with exit code 2."""
+
+
+def add_data_arguments(p, default_datasets, *, folds: int = 1, n_train: int = 64) -> None:
+    """--datasets / --csv / --target and the low-data split options."""
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help=f"suite dataset names (default: {' '.join(default_datasets)})")
+    p.add_argument("--csv", help="a CSV file of your own (with --target)")
+    p.add_argument("--target", help="target column of --csv")
+    p.add_argument("--folds", type=int, default=folds)
+    p.add_argument("--n-train", type=int, default=n_train)
+    p.add_argument("--n-val", type=int, default=None, help="default: n_train // 4")
+
+
+def add_finetune_arguments(p, *, out: str) -> None:
+    """Fine-tuning, SCM fitting, model, seed, output and shard options of a study."""
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--patience", type=int, default=8, help="evaluations without improvement")
+    p.add_argument("--n-bootstrap", type=int, default=5, help="PC/FCI bootstrap resamples")
+    p.add_argument("--families", default="linear,trees", help="SCM mechanism families")
+    p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
+    p.add_argument("--checkpoint", default="default",
+                   help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
+                        "(an untrained tiny model: smoke tests only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=out)
+    p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def check_common_arguments(args) -> tuple[int, int]:
+    """The options of ``add_data_arguments`` / ``add_finetune_arguments`` that need no data;
+    sets the default --n-val; -> the shard (i, n)."""
+    positive_ints(folds=args.folds, steps=args.steps, eval_every=args.eval_every,
+                  patience=args.patience, n_bootstrap=args.n_bootstrap)
+    if args.csv and not args.target:
+        raise BadInput("--csv needs --target COLUMN")
+    if args.target and not args.csv:
+        raise BadInput("--target is only used with --csv")
+    if args.csv and args.datasets:
+        raise BadInput("give either --datasets or --csv, not both")
+    args.n_val = args.n_train // 4 if args.n_val is None else args.n_val
+    try:
+        i, n = (int(t) for t in args.shard.split("/"))
+        assert n >= 1 and 0 <= i < n
+    except (ValueError, AssertionError):
+        raise BadInput(f"--shard must be i/n with 0 <= i < n, got {args.shard!r}") from None
+    return i, n
+
+
+def parse_list(text: str, kind, what: str) -> list:
+    """Comma-separated values of option ``--what`` converted by ``kind``."""
+    try:
+        items = [kind(t.strip()) for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise BadInput(f"--{what}: cannot parse {text!r} ({e})") from None
+    if not items:
+        raise BadInput(f"--{what} is empty")
+    return items
+
+
+def load_tables(datasets, *, csv: str | None = None, target: str | None = None) -> dict:
+    """name -> Table of suite ``datasets``, or of the user's ``csv`` file with column
+    ``target``; BadInput for unknown names, unreadable files, bad targets."""
+    import pandas as pd
+
+    from causaljax import data
+
+    if csv:
+        path = Path(csv)
+        if not path.is_file():
+            raise BadInput(f"--csv: no such file {path}")
+        try:
+            df = pd.read_csv(path)
+        except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+            raise BadInput(f"--csv: cannot read {path}: {e}") from None
+        if target not in df.columns:
+            raise BadInput(f"--target {target!r} is not a column of {path}; columns: "
+                           f"{', '.join(map(str, df.columns))}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return {path.stem: data.Table.from_pandas(df, target=target)}
+        except (ValueError, TypeError) as e:
+            raise BadInput(f"--csv {path}: {e}") from None
+    unknown = [n for n in datasets if n not in data.names()]
+    if unknown:
+        raise BadInput(f"unknown dataset(s) {unknown}; valid: {', '.join(data.names())}")
+    return {n: data.load(n) for n in dict.fromkeys(datasets)}
+
+
+def check_tables(tables: dict, mc, *, n_train: int, n_val: int, folds: int, seed: int) -> None:
+    """Every table fits the model and has enough rows for the requested splits."""
+    from causaljax.data import low_data_splits
+    from causaljax.finetune.loop import check_fits_model
+
+    for name, table in tables.items():
+        try:
+            check_fits_model(table, mc)
+            low_data_splits(table, n_train, n_val, folds, seed)
+        except (ValueError, TypeError) as e:
+            raise BadInput(f"dataset {name!r} ({table.n_rows} rows): {e}") from None
+
+
+def load_model(checkpoint: str):
+    """(params, ModelConfig, model id) of the TFM weights ``checkpoint``: 'default' (shipped),
+    a .msgpack path, or 'random-tiny' (an untrained tiny model: smoke tests only)."""
+    import jax
+
+    from causaljax.tfm.model import ModelConfig, init_params
+
+    if checkpoint == "random-tiny":
+        mc = ModelConfig(width=32, depth=2, heads=2)
+        return init_params(mc, jax.random.key(0)), mc, "random-tiny"
+    from causaljax.tfm.checkpoint import CheckpointError, load_weights
+
+    try:
+        params, mc, meta = load_weights(checkpoint)
+    except CheckpointError as e:
+        raise BadInput(f"{e}\n(export pretrained weights with experiments/pretrain_tfm.py "
+                       "--export, or pass --checkpoint PATH.msgpack)") from None
+    return params, mc, f"{checkpoint}@{meta.get('sha256', '')[:12]}"
+
+
+def positive_ints(**values) -> None:
+    """BadInput naming the first option (``--name``) whose value is < 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def write_results(out: Path, df, summary: str) -> None:
+    """``out/results.parquet`` (every stored run) and ``out/summary.md``, each written to a
+    temp file and renamed, so a reader never sees half a file."""
+    import os
+
+    tmp = out / ".results.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, out / "results.parquet")
+    tmp = out / ".summary.md.tmp"
+    tmp.write_text(summary)
+    os.replace(tmp, out / "summary.md")
