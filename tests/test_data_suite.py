@@ -47,7 +47,8 @@ def test_no_network_fixture_blocks_connections(no_network):
 
 def test_suite_listing():
     s = suite()
-    assert list(s.columns) == ["name", "rows", "features", "classes", "source"]
+    assert list(s.columns) == ["name", "rows", "features", "classes", "source", "domain"]
+    assert set(s.domain) == {"health", "finance", "social", "science", "technology"}
     assert names() == s["name"].tolist()
     assert set(names()) == set(EXPECTED)
     got = {r.name: (r.rows, r.features, r.classes) for r in s.itertuples()}

@@ -47,8 +47,14 @@ def names() -> list[str]:
 
 
 def suite() -> pd.DataFrame:
-    """One row per dataset: name, rows, features, classes, source."""
-    return _spec()[["name", "rows", "features", "classes", "source"]].copy()
+    """One row per dataset: name, rows, features, classes, source, domain (our grouping
+    for cross-domain studies: health, finance, social, science, technology)."""
+    return _spec()[["name", "rows", "features", "classes", "source", "domain"]].copy()
+
+
+def domain(name: str) -> str:
+    """The domain of suite dataset ``name`` (see ``suite``)."""
+    return str(_row(name)["domain"])
 
 
 def load_frame(name: str) -> pd.DataFrame:

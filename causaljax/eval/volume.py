@@ -138,17 +138,20 @@ class VolumeStudy:
         row["headroom"] = float(headroom_improvement(row["test_auc"], zs["test_auc"]))
         return row
 
-    def run(self, cfg: dict) -> dict:
-        t0 = time.perf_counter()
+    def fit(self, cfg: dict):
+        """Fine-tune the run ``cfg``: (Result, synthetic rows per step), or (None, 0) for a
+        method that does not fine-tune."""
         self._enter(cfg["dataset"])
         m = methods_lib.get(cfg["method"])
         if not m.finetune:
-            row = self._row(cfg)
-        else:
-            fc = self._config(cfg, m)
-            task, source, key, n_syn = self._inputs(cfg, m, fc)
-            row = self._row(cfg, finetune(self.params, self.mc, task, fc, source=source, key=key),
-                            n_syn)
+            return None, 0
+        fc = self._config(cfg, m)
+        task, source, key, n_syn = self._inputs(cfg, m, fc)
+        return finetune(self.params, self.mc, task, fc, source=source, key=key), n_syn
+
+    def run(self, cfg: dict) -> dict:
+        t0 = time.perf_counter()
+        row = self._row(cfg, *self.fit(cfg))
         row["seconds"] = time.perf_counter() - t0
         return row
 
