@@ -62,8 +62,7 @@ def main(argv=None) -> int:
         train_step,
     )
     from causaljax.finetune.sources import PoolSource, SCMSource
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-    from scale_volume import load_model
+    from causaljax.eval.cli import load_model
 
     params, mc, model_id = load_model(args.checkpoint)
     table = data.load(args.dataset)

@@ -25,19 +25,16 @@ Bad input: a message and exit code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causaljax.eval.cli import (BadInput, add_data_arguments, add_finetune_arguments,
-                                check_common_arguments, check_tables, load_model, load_tables,
-                                parse_list, positive_ints, write_results)
+                                base_config, check_common_arguments, load_inputs,
+                                positive_ints, print_report, run_study, write_results)
 
 DEFAULT_DATASETS = ("pima", "breast_w", "swiss_labor")
 
@@ -88,40 +85,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         shard_i, shard_n = check_args(args)
-        families = parse_list(args.families, str, "families")
-        tables = load_tables(args.datasets or list(DEFAULT_DATASETS), csv=args.csv,
-                             target=args.target)
-        params, mc, model_id = load_model(args.checkpoint)
-        check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
-                     seed=args.seed)
+        tables, params, mc, model_id, families = load_inputs(
+            args, args.datasets or list(DEFAULT_DATASETS))
     except BadInput as e:
         print(f"depth_stability.py: error: {e}", file=sys.stderr)
         return 2
 
     from causaljax.eval.depth import DepthStudy, grid
-    from causaljax.eval.study import ResultsStore, run_grid, shard
+    from causaljax.eval.study import shard
 
-    base = dict(study="depth", n_train=args.n_train, n_val=args.n_val, steps=args.steps,
-                lr=args.lr, eval_every=args.eval_every, patience=args.patience,
-                max_test=args.max_test, seed=args.seed, model=model_id, k_scms=args.dags,
-                n_bootstrap=args.n_bootstrap, families=",".join(families))
-    if args.csv:
-        base["source"] = f"csv:{Path(args.csv).resolve()}"
+    base = base_config(args, model_id, families, args.dags, study="depth")
     configs = shard(grid(list(tables), args.folds, args.dags, args.seeds, args.volume, base),
                     shard_i, shard_n)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultsStore(out)
     opts = {"scm": dict(k=args.dags, n_bootstrap=args.n_bootstrap, families=tuple(families))}
     study = DepthStudy(tables, params, mc, generator_options=opts)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ran = run_grid(configs, study.run, store, progress=not args.no_progress)
-    text = write_outputs(out, store, args)
-    print(text)
-    print(json.dumps(dict(ran=len(ran), stored=len(store.done()), grid=len(configs),
-                          seconds=round(time.perf_counter() - t0, 1), out=str(out))))
+    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
+    text = write_outputs(Path(args.out), store, args)
+    print_report(text, store, ran, configs, seconds, args.out)
     return 0
 
 

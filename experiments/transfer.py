@@ -22,19 +22,16 @@ Bad input: a message and exit code 2 before anything is written.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.eval.cli import (BadInput, add_finetune_arguments, check_common_arguments,
-                                check_tables, load_model, load_tables, parse_list,
-                                positive_ints, write_results)
+from causaljax.eval.cli import (BadInput, add_finetune_arguments, base_config,
+                                check_common_arguments, load_inputs, parse_list, positive_ints,
+                                print_report, run_study, write_results)
 
 DEFAULT_SOURCES = ("pima", "breast_w", "credit_g", "credit_card")  # two health, two finance
 
@@ -85,35 +82,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         methods, (shard_i, shard_n) = check_args(args)
-        families = parse_list(args.families, str, "families")
-        tables = load_tables(list(dict.fromkeys(args.sources + args.targets)))
-        params, mc, model_id = load_model(args.checkpoint)
-        check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
-                     seed=args.seed)
+        tables, params, mc, model_id, families = load_inputs(
+            args, list(dict.fromkeys(args.sources + args.targets)))
     except BadInput as e:
         print(f"transfer.py: error: {e}", file=sys.stderr)
         return 2
 
     from causaljax.data import domain
-    from causaljax.eval.study import ResultsStore, run_grid, shard
+    from causaljax.eval.study import shard
     from causaljax.eval.transfer import TransferStudy, grid, summary_markdown, transfer_table
 
-    base = dict(study="transfer", n_train=args.n_train, n_val=args.n_val, steps=args.steps,
-                lr=args.lr, eval_every=args.eval_every, patience=args.patience,
-                max_test=args.max_test, seed=args.seed, model=model_id, k_scms=args.k_scms,
-                n_bootstrap=args.n_bootstrap, families=",".join(families))
+    base = base_config(args, model_id, families, args.k_scms, study="transfer")
     configs = shard(grid(args.sources, args.folds, methods, args.volume, args.targets, base),
                     shard_i, shard_n)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultsStore(out)
     opts = {"scm": dict(k=args.k_scms, n_bootstrap=args.n_bootstrap, families=tuple(families))}
     study = TransferStudy(tables, params, mc, generator_options=opts)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ran = run_grid(configs, study.run, store, progress=not args.no_progress)
-    df, text = store.read(), ""
+    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
+    df, text, out = store.read(), "", Path(args.out)
     if not df.empty:
         domains = {name: domain(name) for name in tables}
         text = summary_markdown(df, domains, notes="One row per run and target: transfer.csv.")
@@ -121,9 +106,7 @@ def main(argv=None) -> int:
         tmp = out / ".transfer.csv.tmp"
         transfer_table(df, domains).to_csv(tmp, index=False)
         os.replace(tmp, out / "transfer.csv")
-    print(text)
-    print(json.dumps(dict(ran=len(ran), stored=len(store.done()), grid=len(configs),
-                          seconds=round(time.perf_counter() - t0, 1), out=str(out))))
+    print_report(text, store, ran, configs, seconds, out)
     return 0
 
 

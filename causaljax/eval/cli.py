@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -152,3 +153,51 @@ def write_results(out: Path, df, summary: str) -> None:
     tmp = out / ".summary.md.tmp"
     tmp.write_text(summary)
     os.replace(tmp, out / "summary.md")
+
+
+def load_inputs(args, datasets) -> tuple:
+    """Tables (suite ``datasets``, or ``args.csv``), the TFM and the SCM families of a study
+    whose options come from ``add_finetune_arguments``; checks every table fits the model
+    and the splits. -> (tables, params, mc, model id, families); BadInput on any problem."""
+    families = parse_list(args.families, str, "families")
+    tables = load_tables(datasets, csv=getattr(args, "csv", None),
+                         target=getattr(args, "target", None))
+    params, mc, model_id = load_model(args.checkpoint)
+    check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
+                 seed=args.seed)
+    return tables, params, mc, model_id, families
+
+
+def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
+    """The settings every run of a study shares (part of each run's id)."""
+    base = dict(extra, n_train=args.n_train, n_val=args.n_val, steps=args.steps, lr=args.lr,
+                eval_every=args.eval_every, patience=args.patience, max_test=args.max_test,
+                seed=args.seed, model=model_id, k_scms=k_scms, n_bootstrap=args.n_bootstrap,
+                families=",".join(families))
+    if getattr(args, "csv", None):
+        base["source"] = f"csv:{Path(args.csv).resolve()}"
+    return base
+
+
+def run_study(configs, run, out, *, progress: bool, **grid_options):
+    """Run the configs not yet stored in ``out`` (``causaljax.eval.study.run_grid``), library
+    warnings silenced. -> (store, ids run by this call, seconds)."""
+    import time
+
+    from causaljax.eval.study import ResultsStore, run_grid
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultsStore(out)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ran = run_grid(configs, run, store, progress=progress, **grid_options)
+    return store, ran, time.perf_counter() - t0
+
+
+def print_report(text: str, store, ran, configs, seconds: float, out) -> None:
+    """The summary, then one JSON line: runs done now, stored, in the grid, seconds, out."""
+    print(text)
+    print(json.dumps(dict(ran=len(ran), stored=len(store.done()), grid=len(configs),
+                          seconds=round(seconds, 1), out=str(out))))
