@@ -3,21 +3,19 @@
 The timings themselves are never asserted (benchmarks print ratios; tests only check that every
 measurement is there, positive and written)."""
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from scripts import load_script
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks", name)
 
 
 @pytest.mark.slow

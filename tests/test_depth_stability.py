@@ -1,7 +1,6 @@
 """Research question 2 (causaljax/eval/depth.py, experiments/depth_stability.py): the
 within-fold permutation test against scipy and at its false-alarm rate, and the script."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ from scipy.stats import binom, spearmanr
 
 from causaljax.eval.depth import grid, unit_table, within_fold_test
 
+from scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--n-train", "32",
         "--steps", "2", "--eval-every", "1", "--dags", "3", "--seeds", "2", "--n-bootstrap", "2",
@@ -18,11 +19,7 @@ TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("depth_stability",
-                                                  ROOT / "experiments" / "depth_stability.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments", "depth_stability")
 
 
 def _units(rng, folds=4, dags=6, metric=None):

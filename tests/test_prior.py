@@ -8,6 +8,8 @@ import pytest
 from causaljax.prior import PriorConfig, random_scms, sample_batch
 from causaljax.scm.types import validate
 
+from scripts import load_script
+
 CFG = PriorConfig(n_rows=64, n_nodes=12, max_prior_features=8, hidden=4, pool=64, min_rows=24)
 B = 24
 
@@ -108,13 +110,7 @@ def test_batch_compiles_once():
 
 
 def test_bench_prior_script_smoke():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_prior", Path(__file__).parents[1] / "benchmarks" / "bench_prior.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks", "bench_prior")
     result = script.main(["--rows", "32", "--features", "3", "--batch", "4", "--repeats", "1"])
     assert result["datasets_per_s"] > 0 and result["tabpfn_v1_prior_datasets_per_s"] == 522.0
 

@@ -1,6 +1,5 @@
 """Smoke tests of experiments/scale_volume.py and benchmarks/bench_finetune_step.py."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--n-train", "32",
         "--steps", "2", "--eval-every", "1", "--k-scms", "2", "--n-bootstrap", "2",
@@ -17,11 +18,7 @@ TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("scale_volume",
-                                                  ROOT / "experiments" / "scale_volume.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments", "scale_volume")
 
 
 def test_smoke_runs_writes_and_resumes(tmp_path):

@@ -33,6 +33,8 @@ from causaljax.tfm.pretrain import (
     validation_loss,
 )
 
+from scripts import load_script
+
 GOLDEN = Path(__file__).parent / "data" / "tfm_golden.json"
 TINY = ModelConfig(width=32, depth=2, heads=2)
 
@@ -360,13 +362,8 @@ def test_limits_raise_clear_errors():
 
 # ----------------------------------------------------------------------------- script
 def _pretrain_script():
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "pretrain_tfm", Path(__file__).parents[1] / "experiments" / "pretrain_tfm.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("experiments", "pretrain_tfm")
 
 
 def test_average_of_weights_files(tmp_path):

@@ -1,7 +1,6 @@
 """Research question 4 (causaljax/eval/transfer.py, experiments/transfer.py): the transfer
 tables against hand-computed values, and the script."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,8 @@ import pandas as pd
 import pytest
 
 from causaljax.eval.transfer import effect_table, grid, paired_table, transfer_table
+
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--sources", "pima", "--targets", "pima", "breast_w",
@@ -18,10 +19,7 @@ DOMAINS = {"h1": "health", "h2": "health", "f1": "finance"}
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("transfer", ROOT / "experiments" / "transfer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments", "transfer")
 
 
 def _runs():

@@ -1,19 +1,17 @@
 """Smoke test of experiments/zero_shot.py: table, plot, and resume without recomputation."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("zero_shot", ROOT / "experiments" / "zero_shot.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments", "zero_shot")
 
 
 def test_zero_shot_writes_table_plot_and_resumes(tmp_path):
