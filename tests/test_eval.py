@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from causaljax.eval import metrics
-from causaljax.eval.report import summary_markdown, summary_table
+from causaljax.eval.report import domain_table, summary_markdown, summary_table
 from causaljax.eval.study import ResultsStore, run_grid, run_id, shard
 
 
@@ -162,6 +162,16 @@ def test_summary_table():
     assert t.loc["causalmix", "mean_rank"] == 1 and t.loc["zeroshot", "mean_rank"] == 3
     assert t.loc["causalmix", "win_vs_real"] == 1.0
     assert "| causalmix | 1 |" in summary_markdown(df)
+
+
+def test_domain_table_medians_per_dataset_then_domain():
+    rows = [dict(dataset=d, domain=dom, fold=f, method="real", volume=0.0, headroom=h)
+            for d, dom, hs in (("a", "health", [0.1, 0.3, 0.2]), ("b", "health", [0.5, 0.5, 0.5]),
+                               ("c", "finance", [-0.1, 0.0, 0.4]))
+            for f, h in enumerate(hs)]
+    t = domain_table(pd.DataFrame(rows))
+    assert t.loc[("real", 0.0), "health"] == pytest.approx(np.median([0.2, 0.5]))
+    assert t.loc[("real", 0.0), "finance"] == pytest.approx(0.0)
 
 
 def test_volume_study_drops_caches_when_the_dataset_changes(monkeypatch):

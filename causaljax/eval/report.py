@@ -100,6 +100,31 @@ def summary_markdown(df: pd.DataFrame, *, title: str = "Synthetic-volume study",
             f"{_ci(r.headroom_median, r.headroom_lo, r.headroom_hi)} | {_num(r.mean_rank)} | "
             f"{_num(r.win_vs_real)} | {_ci(r.gap_median, r.gap_lo, r.gap_hi, '{:.2f}')} | "
             f"{_num(r.paper_improvement, '{:+.2f}')} | {_num(r.paper_gap)} |")
+    if "domain" in df.columns:
+        lines += _domain_lines(df)
     if notes:
         lines += ["", notes]
     return "\n".join(lines) + "\n"
+
+
+def domain_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Median headroom improvement per (method, volume) arm (rows) and domain (columns): the
+    median over the domain's datasets of each dataset's median over folds."""
+    per_dataset = df.groupby(["method", "volume", "domain", "dataset"]).headroom.median()
+    t = per_dataset.groupby(["method", "volume", "domain"]).median().unstack("domain")
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return t.sort_index(key=lambda c: c.map(lambda m: order.get(m, len(order)))
+                        if c.name == "method" else c)
+
+
+def _domain_lines(df: pd.DataFrame) -> list[str]:
+    t = domain_table(df)
+    counts = df.groupby("domain").dataset.nunique()
+    lines = ["", "Median headroom improvement by domain (datasets per domain: "
+             + ", ".join(f"{d} {counts[d]}" for d in t.columns) + "):", "",
+             "| method | volume | " + " | ".join(t.columns) + " |",
+             "|---|---:|" + "---:|" * len(t.columns)]
+    for (method, volume), row in t.iterrows():
+        lines.append(f"| {method} | {volume:g} | "
+                     + " | ".join(_num(v, "{:+.3f}") for v in row) + " |")
+    return lines
