@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
 
     from causaljax import data
+    from causaljax.eval.cli import load_model
     from causaljax.finetune.batched import finetune_runs
     from causaljax.finetune.generators.scm import fit_scms
     from causaljax.finetune.loop import (
@@ -62,7 +63,6 @@ def main(argv=None) -> int:
         train_step,
     )
     from causaljax.finetune.sources import PoolSource, SCMSource
-    from causaljax.eval.cli import load_model
 
     params, mc, model_id = load_model(args.checkpoint)
     table = data.load(args.dataset)

@@ -3,7 +3,7 @@ convergence stability of fine-tuning (variance across seeds, val-test gap)? (res
 2 of research/method.md)
 
 Commands:
-    python experiments/depth_stability.py                     # default study, ~10 min on 2 CPU cores
+    python experiments/depth_stability.py           # default study, ~2.5 min on 2 CPU cores
     python experiments/depth_stability.py --datasets pima credit_g wells --folds 3 --dags 6 \
         --seeds 5 --volume 2 --steps 60
     python experiments/depth_stability.py --csv my.csv --target label --out runs/mine_depth
@@ -32,9 +32,18 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.eval.cli import (BadInput, add_data_arguments, add_finetune_arguments,
-                                base_config, check_common_arguments, load_inputs,
-                                positive_ints, print_report, run_study, write_results)
+from causaljax.eval.cli import (
+    BadInput,
+    add_data_arguments,
+    add_finetune_arguments,
+    base_config,
+    check_common_arguments,
+    load_inputs,
+    positive_ints,
+    print_report,
+    run_study,
+    write_results,
+)
 
 DEFAULT_DATASETS = ("pima", "breast_w", "swiss_labor")
 

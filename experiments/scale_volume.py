@@ -34,17 +34,26 @@ volumes, a table the TFM cannot take): a message and exit code 2, before anythin
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import math
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.eval.cli import (BadInput, add_data_arguments, add_finetune_arguments,
-                                base_config, check_common_arguments, load_inputs, parse_list,
-                                positive_ints, print_report, run_study, write_results)
+from causaljax.eval.cli import (
+    BadInput,
+    add_data_arguments,
+    add_finetune_arguments,
+    base_config,
+    check_common_arguments,
+    load_inputs,
+    parse_methods,
+    parse_volumes,
+    positive_ints,
+    print_report,
+    run_study,
+    write_results,
+)
 
 DEFAULT_DATASETS = ("pima", "breast_w", "swiss_labor")
 DEFAULT_METHODS = "real,causalmix,scm,copula"
@@ -72,21 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_args(args):
     """Everything that can be checked without data -> (volumes, methods, shard)."""
-    from causaljax.finetune import methods as methods_lib
-
-    volumes = parse_list(args.volumes, float, "volumes")
-    bad = [v for v in volumes if not math.isfinite(v) or v < 0]
-    if bad:
-        raise BadInput(f"--volumes must be finite and >= 0, got {bad}")
-    methods = parse_list(args.methods, str, "methods")
-    for m in methods:
-        try:
-            methods_lib.get(m)
-        except ValueError as e:
-            raise BadInput(str(e)) from None
-    if "ctgan" in methods and importlib.util.find_spec("ctgan") is None:
-        raise BadInput("method ctgan needs the optional extra: pip install -e .[ctgan]")
-    methods = ["zeroshot"] + [m for m in dict.fromkeys(methods) if m != "zeroshot"]
+    volumes, methods = parse_volumes(args.volumes), parse_methods(args.methods)
     shard = check_common_arguments(args)
     positive_ints(k_scms=args.k_scms)
     if args.pool_rows is not None and args.pool_rows < 1:

@@ -29,9 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax.eval.cli import (BadInput, add_finetune_arguments, base_config,
-                                check_common_arguments, load_inputs, parse_list, positive_ints,
-                                print_report, run_study, write_results)
+from causaljax.eval.cli import (
+    BadInput,
+    add_finetune_arguments,
+    add_split_arguments,
+    base_config,
+    check_common_arguments,
+    load_inputs,
+    parse_list,
+    positive_ints,
+    print_report,
+    run_study,
+    write_results,
+)
 
 DEFAULT_SOURCES = ("pima", "breast_w", "credit_g", "credit_card")  # two health, two finance
 
@@ -46,9 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", default="real,causalmix", help="comma separated")
     p.add_argument("--volume", type=float, default=1.0,
                    help="synthetic rows per real row of the synthetic methods")
-    p.add_argument("--folds", type=int, default=1)
-    p.add_argument("--n-train", type=int, default=64)
-    p.add_argument("--n-val", type=int, default=None, help="default: n_train // 4")
+    add_split_arguments(p)
     p.add_argument("--k-scms", type=int, default=8, help="fitted SCMs (DAGs) per fold")
     add_finetune_arguments(p, out="runs/transfer")
     args = p.parse_args(argv)

@@ -8,7 +8,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from scripts import load_script
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"

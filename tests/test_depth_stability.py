@@ -7,10 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binom, spearmanr
+from scripts import load_script
 
 from causaljax.eval.depth import grid, unit_table, within_fold_test
-
-from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--n-train", "32",
@@ -43,7 +42,8 @@ def test_rho_is_the_mean_of_scipys_within_fold_spearman():
 
 
 def test_a_monotone_relation_is_found():
-    units = _units(np.random.default_rng(2), metric=lambda d, rng: d + 0.1 * rng.normal(size=d.size))
+    noisy = lambda depth, rng: depth + 0.1 * rng.normal(size=depth.size)  # noqa: E731
+    units = _units(np.random.default_rng(2), metric=noisy)
     t = within_fold_test(units, "seed_std", n_perm=999)
     assert t["rho"] > 0.8 and t["p"] <= 0.01
 

@@ -4,11 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scripts import load_script
 
 from causaljax.prior import PriorConfig, random_scms, sample_batch
 from causaljax.scm.types import validate
-
-from scripts import load_script
 
 CFG = PriorConfig(n_rows=64, n_nodes=12, max_prior_features=8, hidden=4, pool=64, min_rows=24)
 B = 24

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from scripts import load_script
 
 from causaljax.prior import PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
@@ -32,8 +33,6 @@ from causaljax.tfm.pretrain import (
     validation_batches,
     validation_loss,
 )
-
-from scripts import load_script
 
 GOLDEN = Path(__file__).parent / "data" / "tfm_golden.json"
 TINY = ModelConfig(width=32, depth=2, heads=2)

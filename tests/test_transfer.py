@@ -6,10 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scripts import load_script
 
 from causaljax.eval.transfer import effect_table, grid, paired_table, transfer_table
-
-from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--sources", "pima", "--targets", "pima", "breast_w",

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

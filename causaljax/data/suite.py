@@ -1,6 +1,8 @@
-"""The public benchmark suite: small classification datasets shipped inside pip packages.
+"""The public benchmark suite: small datasets shipped inside pip packages.
 
-`suite()` lists them (from public_suite.csv); `load(name)` returns a `Table`.
+`suite()` lists the classification datasets (public_suite.csv), `load(name)` returns one as a
+`Table`; `suite("regression")` lists the regression datasets (regression_suite.csv, numeric
+targets), `load_frame(name)` and `target(name)` give one as a DataFrame and its target column.
 Every dataset is read from files installed with its package: no network access.
 
 Per-dataset preparation, driven by the csv:
@@ -25,6 +27,8 @@ import pandas as pd
 from causaljax.data.table import Table
 
 _CSV = Path(__file__).with_name("public_suite.csv")
+_REGRESSION_CSV = Path(__file__).with_name("regression_suite.csv")  # numeric targets
+TASKS = ("classification", "regression")
 _OPS = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -37,24 +41,42 @@ _EXPRESSION = re.compile(r"^\s*(\w+)\s*(>=|<=|==|!=|>|<)\s*(-?[\d.]+)\s*$")
 
 
 @functools.cache
-def _spec() -> pd.DataFrame:
-    return pd.read_csv(_CSV, keep_default_na=False, dtype={"drop_columns": str, "note": str})
+def _spec(task: str | None = "classification") -> pd.DataFrame:
+    """The dataset list of ``task`` ('classification', 'regression'; None: both)."""
+    read = lambda path: pd.read_csv(path, keep_default_na=False,
+                                    dtype={"drop_columns": str, "note": str})
+    both = pd.concat([read(_CSV).assign(task="classification"),
+                      read(_REGRESSION_CSV).assign(task="regression")], ignore_index=True)
+    if task is None:
+        return both
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return both[both.task == task].reset_index(drop=True)
 
 
-def names() -> list[str]:
-    """Names of the suite's datasets, in csv order."""
-    return _spec()["name"].tolist()
+def names(task: str = "classification") -> list[str]:
+    """Names of the suite's datasets of ``task``, in csv order."""
+    return _spec(task)["name"].tolist()
 
 
-def suite() -> pd.DataFrame:
-    """One row per dataset: name, rows, features, classes, source, domain (our grouping
-    for cross-domain studies: health, finance, social, science, technology)."""
-    return _spec()[["name", "rows", "features", "classes", "source", "domain"]].copy()
+def suite(task: str = "classification") -> pd.DataFrame:
+    """One row per dataset: name, rows, features, classes (classification only), source,
+    domain (our grouping for cross-domain studies: health, finance, social, science,
+    technology)."""
+    columns = ["name", "rows", "features", "classes", "source", "domain"]
+    if task == "regression":
+        columns.remove("classes")
+    return _spec(task)[columns].copy()
 
 
 def domain(name: str) -> str:
-    """The domain of suite dataset ``name`` (see ``suite``)."""
+    """The domain of suite dataset ``name`` (either task; see ``suite``)."""
     return str(_row(name)["domain"])
+
+
+def target(name: str) -> str:
+    """The target column of suite dataset ``name`` in ``load_frame(name)``."""
+    return str(_row(name)["target"])
 
 
 def load_frame(name: str) -> pd.DataFrame:
@@ -63,15 +85,21 @@ def load_frame(name: str) -> pd.DataFrame:
 
 
 def load(name: str) -> Table:
-    """Dataset `name` of the suite as a `Table` (target from the csv)."""
+    """Classification dataset `name` of the suite as a `Table` (target from the csv). A
+    regression dataset has no `Table` of its own: see `load_frame` and
+    `causaljax.data.regression`."""
+    if _row(name)["task"] == "regression":
+        raise ValueError(f"{name!r} is a regression dataset (numeric target); a Table takes "
+                         "a class target: bin it with causaljax.data.regression")
     return Table.from_pandas(load_frame(name), target=_row(name)["target"])
 
 
 def _row(name: str) -> pd.Series:
-    spec = _spec()
+    spec = _spec(None)
     match = spec[spec["name"] == name]
     if len(match) == 0:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(names())}; "
+                         f"regression: {', '.join(names('regression'))}")
     return match.iloc[0]
 
 

@@ -18,6 +18,11 @@ def add_data_arguments(p, default_datasets, *, folds: int = 1, n_train: int = 64
                    help=f"suite dataset names (default: {' '.join(default_datasets)})")
     p.add_argument("--csv", help="a CSV file of your own (with --target)")
     p.add_argument("--target", help="target column of --csv")
+    add_split_arguments(p, folds=folds, n_train=n_train)
+
+
+def add_split_arguments(p, *, folds: int = 1, n_train: int = 64) -> None:
+    """The low-data split options: --folds, --n-train, --n-val."""
     p.add_argument("--folds", type=int, default=folds)
     p.add_argument("--n-train", type=int, default=n_train)
     p.add_argument("--n-val", type=int, default=None, help="default: n_train // 4")
@@ -70,6 +75,34 @@ def parse_list(text: str, kind, what: str) -> list:
     if not items:
         raise BadInput(f"--{what} is empty")
     return items
+
+
+def parse_volumes(text: str) -> list[float]:
+    """--volumes: comma-separated synthetic rows per real row, each finite and >= 0."""
+    import math
+
+    volumes = parse_list(text, float, "volumes")
+    bad = [v for v in volumes if not math.isfinite(v) or v < 0]
+    if bad:
+        raise BadInput(f"--volumes must be finite and >= 0, got {bad}")
+    return volumes
+
+
+def parse_methods(text: str) -> list[str]:
+    """--methods: known method names, de-duplicated, with ``zeroshot`` (the reference) first."""
+    import importlib.util
+
+    from causaljax.finetune import methods as methods_lib
+
+    methods = parse_list(text, str, "methods")
+    for m in methods:
+        try:
+            methods_lib.get(m)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+    if "ctgan" in methods and importlib.util.find_spec("ctgan") is None:
+        raise BadInput("method ctgan needs the optional extra: pip install -e .[ctgan]")
+    return ["zeroshot"] + [m for m in dict.fromkeys(methods) if m != "zeroshot"]
 
 
 def load_tables(datasets, *, csv: str | None = None, target: str | None = None) -> dict:

@@ -25,7 +25,9 @@ def _curves(t, value: str):
         yield method, g.volume.to_numpy(np.float64), g[cols].to_numpy(np.float64)
 
 
-def _plot(t, value: str, ylabel: str, path: str, zero_line: bool) -> str:
+def plot_curves(t, value: str, ylabel: str, path: str, zero_line: bool) -> str:
+    """Median of column family ``value`` (``value``_median / _lo / _hi of a summary table) vs
+    volume, one line per method with its CI band; written atomically to ``path``."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, vol, y in _curves(t, value):
         med, lo, hi = y[:, 0], y[:, 1], y[:, 2]
@@ -55,8 +57,8 @@ def plot_study(df, out_dir: str) -> list[str]:
     """Write improvement_vs_volume.png and gap_vs_volume.png into out_dir; returns paths."""
     t = summary_table(df, n_boot=500)
     return [
-        _plot(t, "headroom", "median headroom improvement over zero-shot",
+        plot_curves(t, "headroom", "median headroom improvement over zero-shot",
               os.path.join(out_dir, "improvement_vs_volume.png"), True),
-        _plot(t, "gap", "median val-test gap (1 - Spearman)",
+        plot_curves(t, "gap", "median val-test gap (1 - Spearman)",
               os.path.join(out_dir, "gap_vs_volume.png"), False),
     ]

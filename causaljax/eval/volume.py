@@ -63,6 +63,10 @@ class VolumeStudy:
             self._dataset = dataset
 
     # ---- cached pieces, keyed by (dataset, fold, ...) ----
+    def table(self, cfg):
+        """The Table a run trains and is scored on (subclasses may make one per fold)."""
+        return self.tables[cfg["dataset"]]
+
     def split(self, cfg):
         table = self.tables[cfg["dataset"]]
         return low_data_splits(table, cfg["n_train"], cfg["n_val"], cfg["fold"] + 1,
@@ -71,7 +75,7 @@ class VolumeStudy:
     def task(self, cfg):
         key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"])
         if key not in self._tasks:
-            self._tasks[key] = make_task(self.tables[cfg["dataset"]], self.split(cfg), self.mc,
+            self._tasks[key] = make_task(self.table(cfg), self.split(cfg), self.mc,
                                          max_test=cfg.get("max_test"), seed=cfg["seed"])
         return self._tasks[key]
 
@@ -97,8 +101,7 @@ class VolumeStudy:
         key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"],
                generator, pool)
         if key not in self._sources:
-            table = self.tables[cfg["dataset"]]
-            train = table.take(self.split(cfg).train)
+            train = self.table(cfg).take(self.split(cfg).train)
             opts = self.generator_options.get(generator, {})
             gkey = jax.random.fold_in(self.fold_key(cfg), zlib.crc32(generator.encode()))
             self._sources[key] = make_source(generator, train, key=gkey, n_rows=pool,
