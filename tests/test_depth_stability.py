@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binom, spearmanr
 from scripts import load_script
 
-from causaljax.eval.depth import grid, unit_table, within_fold_test
+from causaljax.eval.depth import grid, holm, unit_table, within_fold_test
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--checkpoint", "random-tiny", "--datasets", "pima", "--folds", "1", "--n-train", "32",
@@ -57,6 +57,14 @@ def test_false_alarm_rate_under_the_null():
     rejected = int((p <= 0.1).sum())
     lo, hi = binom.ppf(5e-5, 200, 0.1), binom.isf(5e-5, 200, 0.1)
     assert lo <= rejected <= hi, rejected
+
+
+def test_holm_against_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.031, 0.323, 0.538, 0.004, 0.2])
+    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1])
+    np.testing.assert_allclose(holm([0.01, np.nan, 0.04]), [0.02, np.nan, 0.04])
 
 
 def test_grid_and_units():
