@@ -3,7 +3,7 @@ domains? (research question 3 of research/method.md; for classification, scale_v
 summary has the by-domain table.)
 
 Commands:
-    python experiments/regression_volume.py         # default study, ~5 min on 2 CPU cores
+    python experiments/regression_volume.py         # default study, ~2.5 min on 2 CPU cores
     python experiments/regression_volume.py --datasets diabetes carseats cps1985 concrete \
         auto_mpg --folds 5 --volumes 0,1,4,16 --methods real,causalmix,scm,copula
     python experiments/regression_volume.py --csv my.csv --target price --out runs/mine_reg

@@ -2,7 +2,7 @@
 robustness on another (research question 4 of research/method.md).
 
 Commands:
-    python experiments/transfer.py                   # health vs finance, ~5 min on 2 CPU cores
+    python experiments/transfer.py                   # health vs finance, ~2 min on 2 CPU cores
     python experiments/transfer.py --sources pima breast_w credit_g credit_card churn \
         --targets pima breast_w birthwt credit_g credit_card churn wells --folds 3 --volume 4
 
