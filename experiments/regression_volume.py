@@ -10,9 +10,9 @@ Commands:
 
 The TFM is an in-context classifier: per fold, the numeric target is cut into at most --n-bins
 quantile bins of the training rows and the prediction is the mean over the predicted bins
-(causaljax/data/regression.py, causaljax/eval/regression.py). Everything else is
-scale_volume.py: stratified low-data splits, zero-shot, standard fine-tuning (volume 0) and
-every synthetic method at every volume > 0, early stopping on the validation rows.
+(causaljax/data/regression.py, causaljax/eval/regression.py); checkpoints are selected by
+validation MAE. Everything else is scale_volume.py: stratified low-data splits, zero-shot,
+standard fine-tuning (volume 0) and every synthetic method at every volume > 0.
 
 Output in --out (default runs/regression_volume): runs/<run_id>.parquet (one file per finished
 run; resumable: killed at any point and rerun, it ends with the same runs, none twice),
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     from causaljax.eval.volume import grid
 
     base = base_config(args, model_id, families, args.k_scms, study="regression",
-                       n_bins=args.n_bins)
+                       n_bins=args.n_bins, select="val_mae")
     configs = shard(grid(list(frames), args.folds, methods, volumes, base), shard_i, shard_n)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
     df, text, out = store.read(), "", Path(args.out)

@@ -180,6 +180,20 @@ def test_early_stopping_restores_best_weights(setup, monkeypatch):
                            np.asarray(jax.tree.leaves(seen[-1])[0]))
 
 
+def test_select_score_replaces_validation_auc(setup, monkeypatch):
+    """With ``select``, checkpoints are chosen by its validation score, not by ROC-AUC."""
+    *_, params, task = setup
+    aucs = iter([0.9, 0.8, 0.7, 0.6, 0.5])  # AUC alone would keep step 0
+    chosen = iter([-3.0, -2.0, -1.0, -2.5, -4.0])  # select prefers the 3rd evaluation
+    monkeypatch.setattr(loop, "scores",
+                        lambda p, mc, t, which: (next(aucs), 0.5) if which == "val" else (0.5, 0.5))
+    select = lambda p, which: next(chosen) if which == "val" else 0.0  # noqa: E731
+    r = finetune(params, MC, task, FinetuneConfig(steps=8, lr=1e-2, eval_every=2, patience=9),
+                 select=select)
+    assert r.best_step == 4 and [h["val_select"] for h in r.history] == [-3, -2, -1, -2.5, -4]
+    assert r.val_auc == 0.7  # the AUC recorded at the selected checkpoint
+
+
 def test_nan_guard_skips_bad_steps(setup):
     table, _, params, task = setup
 

@@ -150,7 +150,12 @@ class VolumeStudy:
             return None, 0
         fc = self._config(cfg, m)
         task, source, key, n_syn = self._inputs(cfg, m, fc)
-        return finetune(self.params, self.mc, task, fc, source=source, key=key), n_syn
+        return finetune(self.params, self.mc, task, fc, source=source, key=key,
+                        select=self.selection(cfg)), n_syn
+
+    def selection(self, cfg):
+        """The checkpoint-selection score of ``finetune`` (None: validation ROC-AUC)."""
+        return None
 
     def run(self, cfg: dict) -> dict:
         t0 = time.perf_counter()

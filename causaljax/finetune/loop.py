@@ -12,7 +12,8 @@ One step (``train_step``, jitted, pure, buffers donated):
 
 The Python loop (``finetune``) evaluates validation and test ROC-AUC with the REAL training
 rows as context every ``eval_every`` steps (and at step 0), stops after ``patience``
-evaluations without a better validation score, and returns the best weights.
+evaluations without a better validation score (ROC-AUC, or the caller's ``select`` score),
+and returns the best weights.
 
 ``StepShape`` is the static composition of a step; ``step_shape`` derives it from the number
 of real rows, the query share, the synthetic volume (synthetic rows per real row) and the
@@ -300,9 +301,14 @@ def _better(new: tuple, best: tuple | None) -> bool:
 
 
 def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=None,
-             key=None, evaluate_test: bool = True) -> Result:
+             key=None, evaluate_test: bool = True, select=None) -> Result:
     """Fine-tune ``params`` on ``task`` (plus synthetic rows from ``source`` if fc.volume > 0);
-    see the module docstring. ``key`` defaults to ``jax.random.key(fc.seed)``."""
+    see the module docstring. ``key`` defaults to ``jax.random.key(fc.seed)``.
+
+    ``select(params, which) -> float`` (which: "val" / "test"; higher is better), if given,
+    replaces the validation ROC-AUC as the checkpoint-selection score (ties: lower validation
+    log loss); each history entry then also holds ``val_select`` and ``test_select`` (e.g.
+    minus the MAE of a regression target, see ``causaljax.eval.regression``)."""
     t0 = time.perf_counter()
     key = jax.random.key(fc.seed) if key is None else key
     shape = step_shape(int(task.x_train.shape[0]), fc)
@@ -322,6 +328,10 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
         te = scores(state.params, mc, task, "test")[0] if evaluate_test else float("nan")
         history.append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te,
                             train_loss=float(loss)))
+        if select is not None:
+            va = select(state.params, "val")
+            history[-1].update(val_select=va, test_select=(select(state.params, "test")
+                                                           if evaluate_test else float("nan")))
         if _better((va, vl), best):
             best, best_at, since_best = (va, vl), step, 0
             best_params = jax.tree.map(jnp.copy, state.params)
