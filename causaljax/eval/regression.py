@@ -31,7 +31,7 @@ from causaljax.data.regression import (
 from causaljax.eval.metrics import bootstrap_ci, ranks, val_test_gap, win_rate
 from causaljax.eval.report import METHOD_ORDER
 from causaljax.eval.volume import VolumeStudy
-from causaljax.finetune.loop import predict_proba, test_rows
+from causaljax.finetune.loop import predict_proba, scored_test_rows
 
 
 class RegressionStudy(VolumeStudy):
@@ -71,7 +71,7 @@ class RegressionStudy(VolumeStudy):
         df, target = self.frames[cfg["dataset"]]
         split = self.split(cfg)
         rows, x = ((split.val, task.x_val) if which == "val" else
-                   (test_rows(split, cfg.get("max_test"), cfg["seed"]), task.x_test))
+                   (scored_test_rows(split, cfg.get("max_test"), cfg["seed"]), task.x_test))
         if len(rows) == 0:
             return float("nan")
         proba = predict_proba(params, task.x_train, task.y_train, x, task.feat, task.n_classes,

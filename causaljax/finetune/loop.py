@@ -128,7 +128,7 @@ def encode_rows(rows_nxd, feature_idx, target_idx, n_classes, F: int):
     return x, y
 
 
-def test_rows(split, max_test: int | None, seed: int) -> np.ndarray:
+def scored_test_rows(split, max_test: int | None, seed: int) -> np.ndarray:
     """The split's test row indices a Task scores: all, or ``max_test`` of them drawn with
     ``seed`` (sorted)."""
     test = np.asarray(split.test)
@@ -144,7 +144,7 @@ def make_task(table, split, mc: ModelConfig, *, max_test: int | None = 2048, see
     fidx = np.asarray(table.feature_indices, np.int32)
     tidx = np.int32(table.target_index)
     n_classes = np.int32(table.n_levels[table.target_index])
-    test = test_rows(split, max_test, seed)
+    test = scored_test_rows(split, max_test, seed)
 
     def rows(idx, pad: bool):  # host-side encode_rows (no per-op dispatch)
         v = table.values[np.asarray(idx)]
