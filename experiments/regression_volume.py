@@ -45,6 +45,7 @@ from causaljax.eval.cli import (
     parse_volumes,
     positive_ints,
     print_report,
+    read_csv,
     run_study,
     write_results,
 )
@@ -68,19 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_frames(args) -> dict:
     """name -> (DataFrame, target) of the regression suite's --datasets or of --csv."""
-    import pandas as pd
-
     from causaljax import data
     from causaljax.data.regression import regression_frame
 
     if args.csv:
-        path = Path(args.csv)
-        if not path.is_file():
-            raise BadInput(f"--csv: no such file {path}")
-        try:
-            raw = {path.stem: (pd.read_csv(path), args.target)}
-        except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-            raise BadInput(f"--csv: cannot read {path}: {e}") from None
+        raw = {Path(args.csv).stem: (read_csv(args.csv), args.target)}
     else:
         names = args.datasets or list(DEFAULT_DATASETS)
         valid = data.names("regression")
@@ -124,7 +117,7 @@ def main(argv=None) -> int:
         print(f"regression_volume.py: error: {e}", file=sys.stderr)
         return 2
 
-    from causaljax.data import domain, names
+    from causaljax.data import domain
     from causaljax.eval.regression import plot_reduction, summary_markdown
     from causaljax.eval.study import shard
     from causaljax.eval.volume import grid
@@ -135,8 +128,7 @@ def main(argv=None) -> int:
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
     df, text, out = store.read(), "", Path(args.out)
     if not df.empty:
-        regression = names("regression")
-        df["domain"] = [domain(n) if n in regression else "your data" for n in df.dataset]
+        df["domain"] = [domain(n, default="your data") for n in df.dataset]
         text = summary_markdown(df, notes="Plot: mae_reduction_vs_volume.png.")
         write_results(out, df, text)
         plot_reduction(df, str(out / "mae_reduction_vs_volume.png"))

@@ -91,14 +91,14 @@ def check_args(args):
 
 def write_outputs(out: Path, store, volumes) -> str:
     """results.parquet, summary.md and plots from every stored run (atomic writes)."""
-    from causaljax.data import domain, names
+    from causaljax.data import domain
     from causaljax.eval.plots import plot_study
     from causaljax.eval.report import summary_markdown
 
     df = store.read()
     if df.empty:
         return ""
-    df["domain"] = [domain(n) if n in names() else "your data" for n in df.dataset]
+    df["domain"] = [domain(n, default="your data") for n in df.dataset]
     text = summary_markdown(df, notes="Plots: improvement_vs_volume.png, gap_vs_volume.png.")
     write_results(out, df, text)
     plot_study(df, str(out))

@@ -37,6 +37,7 @@ from causaljax.eval.cli import (
     check_common_arguments,
     load_inputs,
     parse_list,
+    parse_methods,
     positive_ints,
     print_report,
     run_study,
@@ -66,24 +67,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_args(args):
     """-> (methods, shard)."""
-    from causaljax.finetune import methods as methods_lib
-
     shard = check_common_arguments(args)
     positive_ints(k_scms=args.k_scms)
-    methods = parse_list(args.methods, str, "methods")
-    for m in methods:
-        try:
-            if not methods_lib.get(m).finetune:
-                raise BadInput(f"--methods: {m!r} does not fine-tune; the pretrained weights "
-                               "are the reference of every run already")
-        except ValueError as e:
-            raise BadInput(str(e)) from None
+    if "zeroshot" in parse_list(args.methods, str, "methods"):
+        raise BadInput("--methods: 'zeroshot' does not fine-tune; the pretrained weights are "
+                       "the reference of every run already")
+    methods = parse_methods(args.methods)[1:]  # without the zeroshot it puts first
     if not (math.isfinite(args.volume) and args.volume > 0):
         raise BadInput(f"--volume must be finite and > 0, got {args.volume}")
     args.targets = list(dict.fromkeys(args.targets or args.sources))
-    if not set(args.targets) - ({args.sources[0]} if len(args.sources) == 1 else set()):
-        raise BadInput("--targets must name at least one dataset besides the source")
-    return list(dict.fromkeys(methods)), shard
+    for source in args.sources:
+        if not set(args.targets) - {source}:
+            raise BadInput(f"--targets must name a dataset besides the source {source!r}")
+    return methods, shard
 
 
 def main(argv=None) -> int:

@@ -92,6 +92,8 @@ def test_script_runs_writes_and_resumes(tmp_path):
     assert set(mix.run_seed) == {0, 1} and set(mix.dag) == {0, 1, 2}
     units = pd.read_csv(out / "units.csv")
     assert len(units) == 3 and (units.seeds == 2).all()
+    n_cols = 8  # pima: 7 features + the target
+    assert (units.depth <= units.n_edges).all() and (units.depth < n_cols).all()
     assert "within-fold rho" in (out / "summary.md").read_text()
     assert (out / "depth_vs_stability.png").stat().st_size > 0
     runs = sorted((out / "runs").glob("*.parquet"))

@@ -164,7 +164,7 @@ def test_early_stopping_restores_best_weights(setup, monkeypatch):
     script = iter([0.5, 0.6, 0.9, 0.7, 0.8, 0.6, 0.95, 0.99])  # best at the 3rd evaluation
     seen = []
 
-    def fake_scores(p, mc, t, which):
+    def fake_scores(p, mc, t, which, proba=None):
         if which == "val":
             seen.append(jax.tree.map(np.array, p))
             return next(script), 0.5
@@ -181,17 +181,28 @@ def test_early_stopping_restores_best_weights(setup, monkeypatch):
 
 
 def test_select_score_replaces_validation_auc(setup, monkeypatch):
-    """With ``select``, checkpoints are chosen by its validation score, not by ROC-AUC."""
+    """With ``select``, checkpoints are chosen by its validation score, not by ROC-AUC, and it
+    receives the same probabilities the AUC is computed from (one forward pass each)."""
     *_, params, task = setup
     aucs = iter([0.9, 0.8, 0.7, 0.6, 0.5])  # AUC alone would keep step 0
     chosen = iter([-3.0, -2.0, -1.0, -2.5, -4.0])  # select prefers the 3rd evaluation
-    monkeypatch.setattr(loop, "scores",
-                        lambda p, mc, t, which: (next(aucs), 0.5) if which == "val" else (0.5, 0.5))
-    select = lambda p, which: next(chosen) if which == "val" else 0.0  # noqa: E731
+    given = []
+
+    def fake_scores(p, mc, t, which, proba=None):
+        given.append((which, proba))
+        return (next(aucs), 0.5) if which == "val" else (0.5, 0.5)
+
+    def select(proba, which):
+        assert any(w == which and q is proba for w, q in given)  # the very same array
+        return next(chosen) if which == "val" else 0.0
+
+    monkeypatch.setattr(loop, "scores", fake_scores)
     r = finetune(params, MC, task, FinetuneConfig(steps=8, lr=1e-2, eval_every=2, patience=9),
                  select=select)
     assert r.best_step == 4 and [h["val_select"] for h in r.history] == [-3, -2, -1, -2.5, -4]
     assert r.val_auc == 0.7  # the AUC recorded at the selected checkpoint
+    assert all(proba.shape == (len(task.y_val if w == "val" else task.y_test),
+                               int(task.n_classes)) for w, proba in given)
 
 
 def test_nan_guard_skips_bad_steps(setup):

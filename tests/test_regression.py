@@ -100,6 +100,15 @@ def test_fold_bins_come_from_training_rows_only(tmp_path):
     edges = quantile_edges(y[train], 6)
     np.testing.assert_array_equal(table.y, bin_codes(y, edges))
     np.testing.assert_allclose(centers, bin_centers(y[train], bin_codes(y[train], edges), 6))
+    # zero-shot MAE: the right test rows, the fold's centers, the sign of the selection score
+    from causaljax.finetune.loop import probabilities, scored_test_rows
+
+    cfg["max_test"] = 64
+    rows = scored_test_rows(study.split(cfg), 64, 0)
+    proba = probabilities(params, mc, study.task(cfg), "test")
+    want = mean_absolute_error(y[rows], np.average(np.broadcast_to(centers, proba.shape),
+                                                   weights=proba, axis=1))
+    assert -study.zero_shot(cfg)["test_select"] == pytest.approx(want, rel=1e-9)
 
 
 def test_script_runs_writes_and_resumes(tmp_path):

@@ -73,6 +73,10 @@ def test_script_runs_writes_and_resumes(tmp_path):
     runs = sorted((out / "runs").glob("*.parquet"))
     assert mod.main(TINY + ["--out", str(out)]) == 0  # resumes: nothing left, nothing twice
     assert sorted((out / "runs").glob("*.parquet")) == runs
+    # lr 0 keeps the pretrained weights: every target's delta is exactly zero
+    assert mod.main(TINY + ["--lr", "0", "--out", str(tmp_path / "frozen")]) == 0
+    frozen = pd.read_csv(tmp_path / "frozen" / "transfer.csv")
+    assert (frozen.delta == 0).all() and (frozen.auc == frozen.zero_shot_auc).all()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -69,8 +69,11 @@ def suite(task: str = "classification") -> pd.DataFrame:
     return _spec(task)[columns].copy()
 
 
-def domain(name: str) -> str:
-    """The domain of suite dataset ``name`` (either task; see ``suite``)."""
+def domain(name: str, default: str | None = None) -> str:
+    """The domain of suite dataset ``name`` (either task; see ``suite``); ``default`` for a
+    name the suite does not have (a user's own file), if given."""
+    if default is not None and name not in set(_spec(None)["name"]):
+        return default
     return str(_row(name)["domain"])
 
 

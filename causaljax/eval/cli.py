@@ -105,21 +105,26 @@ def parse_methods(text: str) -> list[str]:
     return ["zeroshot"] + [m for m in dict.fromkeys(methods) if m != "zeroshot"]
 
 
+def read_csv(path):
+    """The user's --csv file as a DataFrame; BadInput if it is missing or unreadable."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"--csv: no such file {path}")
+    try:
+        return pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise BadInput(f"--csv: cannot read {path}: {e}") from None
+
+
 def load_tables(datasets, *, csv: str | None = None, target: str | None = None) -> dict:
     """name -> Table of suite ``datasets``, or of the user's ``csv`` file with column
     ``target``; BadInput for unknown names, unreadable files, bad targets."""
-    import pandas as pd
-
     from causaljax import data
 
     if csv:
-        path = Path(csv)
-        if not path.is_file():
-            raise BadInput(f"--csv: no such file {path}")
-        try:
-            df = pd.read_csv(path)
-        except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-            raise BadInput(f"--csv: cannot read {path}: {e}") from None
+        path, df = Path(csv), read_csv(csv)
         if target not in df.columns:
             raise BadInput(f"--target {target!r} is not a column of {path}; columns: "
                            f"{', '.join(map(str, df.columns))}")

@@ -31,7 +31,7 @@ from causaljax.data.regression import (
 from causaljax.eval.metrics import bootstrap_ci, ranks, val_test_gap, win_rate
 from causaljax.eval.report import METHOD_ORDER
 from causaljax.eval.volume import VolumeStudy
-from causaljax.finetune.loop import predict_proba, scored_test_rows
+from causaljax.finetune.loop import scored_test_rows
 
 
 class RegressionStudy(VolumeStudy):
@@ -44,15 +44,11 @@ class RegressionStudy(VolumeStudy):
                   for name, (df, t) in frames.items()}  # for the stratified split only
         super().__init__(strata, params, mc, generator_options=generator_options)
         self.frames, self.n_bins = frames, n_bins
-        self._folds, self._zero_mae = {}, {}
-
-    @staticmethod
-    def _key(cfg) -> tuple:
-        return cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"]
+        self._folds = {}
 
     def _fold(self, cfg) -> tuple:
         """(Table binned at the fold's training quantiles, bin centers f64[B])."""
-        key = self._key(cfg)
+        key = self.fold_id(cfg)
         if key not in self._folds:
             df, target = self.frames[cfg["dataset"]]
             y_train = df[target].to_numpy(np.float64)[self.split(cfg).train]
@@ -64,31 +60,24 @@ class RegressionStudy(VolumeStudy):
     def table(self, cfg):
         return self._fold(cfg)[0]
 
-    def mae(self, cfg, params, which: str = "test") -> float:
-        """MAE of the mean prediction of ``params`` on the fold's 'val' or 'test' rows
-        (training rows as context)."""
-        task = self.task(cfg)
+    def mae(self, cfg, proba, which: str) -> float:
+        """MAE of the mean prediction on the fold's 'val' or 'test' rows, from those rows'
+        bin probabilities (``finetune.loop.probabilities``)."""
         df, target = self.frames[cfg["dataset"]]
         split = self.split(cfg)
-        rows, x = ((split.val, task.x_val) if which == "val" else
-                   (scored_test_rows(split, cfg.get("max_test"), cfg["seed"]), task.x_test))
+        rows = (split.val if which == "val" else
+                scored_test_rows(split, cfg.get("max_test"), cfg["seed"]))
         if len(rows) == 0:
             return float("nan")
-        proba = predict_proba(params, task.x_train, task.y_train, x, task.feat, task.n_classes,
-                              mc=self.mc)
-        proba = np.asarray(proba)[: len(rows), : int(task.n_classes)]
         return mae(df[target].to_numpy(np.float64)[rows], expected_value(proba, self._fold(cfg)[1]))
 
     def selection(self, cfg):
         """Select checkpoints by validation MAE (as minus the MAE: higher is better)."""
-        return lambda params, which: -self.mae(cfg, params, which)
+        return lambda proba, which: -self.mae(cfg, proba, which)
 
     def _row(self, cfg: dict, r=None, n_syn: int = 0) -> dict:
         row = super()._row(cfg, r, n_syn)
-        key = self._key(cfg)
-        if key not in self._zero_mae:
-            self._zero_mae[key] = self.mae(cfg, self.params)
-        zero = self._zero_mae[key]
+        zero = -self.zero_shot(cfg)["test_select"]
         if r is None:
             row.update(mae=zero, mae_val_test_gap=np.nan)
         else:  # the history holds -MAE per checkpoint (selection scores)

@@ -63,26 +63,32 @@ class VolumeStudy:
             self._dataset = dataset
 
     # ---- cached pieces, keyed by (dataset, fold, ...) ----
+    @staticmethod
+    def fold_id(cfg) -> tuple:
+        """What identifies a run's fold: its split, task and fitted generators."""
+        return cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"]
+
     def table(self, cfg):
         """The Table a run trains and is scored on (subclasses may make one per fold)."""
         return self.tables[cfg["dataset"]]
 
     def split(self, cfg):
-        table = self.tables[cfg["dataset"]]
+        table = self.tables[cfg["dataset"]]  # the study's own table: the one stratified on
         return low_data_splits(table, cfg["n_train"], cfg["n_val"], cfg["fold"] + 1,
                                cfg["seed"])[cfg["fold"]]
 
     def task(self, cfg):
-        key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"])
+        key = self.fold_id(cfg)
         if key not in self._tasks:
             self._tasks[key] = make_task(self.table(cfg), self.split(cfg), self.mc,
                                          max_test=cfg.get("max_test"), seed=cfg["seed"])
         return self._tasks[key]
 
     def zero_shot(self, cfg) -> dict:
-        key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"])
+        key = self.fold_id(cfg)
         if key not in self._zero:
-            self._zero[key] = zero_shot(self.params, self.mc, self.task(cfg))
+            self._zero[key] = zero_shot(self.params, self.mc, self.task(cfg),
+                                        select=self.selection(cfg))
         return self._zero[key]
 
     def fold_key(self, cfg):
@@ -98,8 +104,7 @@ class VolumeStudy:
 
     def source(self, cfg, generator: str, n_rows: int):
         pool = 0 if generator == "scm" else n_rows  # the SCM source draws inside the step
-        key = (cfg["dataset"], cfg["fold"], cfg["n_train"], cfg["n_val"], cfg["seed"],
-               generator, pool)
+        key = (*self.fold_id(cfg), generator, pool)
         if key not in self._sources:
             train = self.table(cfg).take(self.split(cfg).train)
             opts = self.generator_options.get(generator, {})

@@ -259,13 +259,24 @@ def predict_proba(params, x_ctx_NxF, y_ctx_N, x_q_MxF, feat_F, n_classes, *, mc:
     return jax.lax.map(chunk, chunks).reshape(-1, mc.max_classes)
 
 
-def scores(params, mc: ModelConfig, task: Task, which: str) -> tuple[float, float]:
-    """(ROC-AUC, log loss) on the 'val' or 'test' rows, real training rows as context."""
+def probabilities(params, mc: ModelConfig, task: Task, which: str) -> np.ndarray:
+    """Class probabilities f32[n, n_classes] of the 'val' or 'test' rows, real training rows
+    as context."""
     x_q, y_q = (task.x_val, task.y_val) if which == "val" else (task.x_test, task.y_test)
     if len(y_q) == 0:
+        return np.zeros((0, int(task.n_classes)), np.float32)
+    p = predict_proba(params, task.x_train, task.y_train, x_q, task.feat, task.n_classes, mc=mc)
+    return np.asarray(p)[: len(y_q), : int(task.n_classes)]
+
+
+def scores(params, mc: ModelConfig, task: Task, which: str, *,
+           proba=None) -> tuple[float, float]:
+    """(ROC-AUC, log loss) on the 'val' or 'test' rows, real training rows as context;
+    ``proba``: those rows' ``probabilities`` if already computed."""
+    y_q = task.y_val if which == "val" else task.y_test
+    if len(y_q) == 0:
         return float("nan"), float("nan")
-    p = np.asarray(predict_proba(params, task.x_train, task.y_train, x_q, task.feat,
-                                 task.n_classes, mc=mc))[: len(y_q), : int(task.n_classes)]
+    p = probabilities(params, mc, task, which) if proba is None else proba
     p_true = p[np.arange(len(y_q)), y_q]
     logloss = float(-np.mean(np.log(np.clip(p_true, 1e-12, 1.0))))
     return roc_auc(y_q, p), logloss
@@ -305,10 +316,11 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
     """Fine-tune ``params`` on ``task`` (plus synthetic rows from ``source`` if fc.volume > 0);
     see the module docstring. ``key`` defaults to ``jax.random.key(fc.seed)``.
 
-    ``select(params, which) -> float`` (which: "val" / "test"; higher is better), if given,
-    replaces the validation ROC-AUC as the checkpoint-selection score (ties: lower validation
-    log loss); each history entry then also holds ``val_select`` and ``test_select`` (e.g.
-    minus the MAE of a regression target, see ``causaljax.eval.regression``)."""
+    ``select(proba, which) -> float`` (proba: ``probabilities`` of the 'val' or 'test' rows;
+    higher is better), if given, replaces the validation ROC-AUC as the checkpoint-selection
+    score (ties: lower validation log loss); each history entry then also holds ``val_select``
+    and ``test_select`` (e.g. minus the MAE of a regression target, see
+    ``causaljax.eval.regression``). The probabilities are computed once for both."""
     t0 = time.perf_counter()
     key = jax.random.key(fc.seed) if key is None else key
     shape = step_shape(int(task.x_train.shape[0]), fc)
@@ -324,13 +336,17 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
 
     def evaluate(step):
         nonlocal best, best_params, best_at, since_best
-        va, vl = scores(state.params, mc, task, "val")
-        te = scores(state.params, mc, task, "test")[0] if evaluate_test else float("nan")
+        which = ("val", "test") if evaluate_test else ("val",)
+        proba = ({w: probabilities(state.params, mc, task, w) for w in which}
+                 if select is not None else {})
+        va, vl = scores(state.params, mc, task, "val", proba=proba.get("val"))
+        te = (scores(state.params, mc, task, "test", proba=proba.get("test"))[0]
+              if evaluate_test else float("nan"))
         history.append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te,
                             train_loss=float(loss)))
         if select is not None:
-            va = select(state.params, "val")
-            history[-1].update(val_select=va, test_select=(select(state.params, "test")
+            va = select(proba["val"], "val")
+            history[-1].update(val_select=va, test_select=(select(proba["test"], "test")
                                                            if evaluate_test else float("nan")))
         if _better((va, vl), best):
             best, best_at, since_best = (va, vl), step, 0
@@ -355,8 +371,14 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
                   time.perf_counter() - t0)
 
 
-def zero_shot(params, mc: ModelConfig, task: Task) -> dict:
-    """Scores of the pretrained model, no fine-tuning."""
-    va, vl = scores(params, mc, task, "val")
-    te, tl = scores(params, mc, task, "test")
-    return dict(val_auc=va, val_loss=vl, test_auc=te, test_loss=tl)
+def zero_shot(params, mc: ModelConfig, task: Task, *, select=None) -> dict:
+    """Scores of the pretrained model, no fine-tuning (with ``select``, as in ``finetune``,
+    also its val_select / test_select)."""
+    proba = {w: probabilities(params, mc, task, w) for w in ("val", "test")}
+    va, vl = scores(params, mc, task, "val", proba=proba["val"])
+    te, tl = scores(params, mc, task, "test", proba=proba["test"])
+    out = dict(val_auc=va, val_loss=vl, test_auc=te, test_loss=tl)
+    if select is not None:
+        out.update(val_select=select(proba["val"], "val"),
+                   test_select=select(proba["test"], "test"))
+    return out
