@@ -42,6 +42,7 @@ from causaljax.eval.cli import (
     positive_ints,
     print_report,
     run_study,
+    scm_options,
     write_results,
 )
 
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     base = base_config(args, model_id, families, args.dags, study="depth")
     configs = shard(grid(list(tables), args.folds, args.dags, args.seeds, args.volume, base),
                     shard_i, shard_n)
-    opts = {"scm": dict(k=args.dags, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+    opts = scm_options(args, args.dags, families)
     study = DepthStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
     text = write_outputs(Path(args.out), store, args)

@@ -47,6 +47,7 @@ from causaljax.eval.cli import (
     print_report,
     read_csv,
     run_study,
+    scm_options,
     write_results,
 )
 
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         params, mc, model_id = load_model(args.checkpoint)
         from causaljax.eval.regression import RegressionStudy
 
-        opts = {"scm": dict(k=args.k_scms, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+        opts = scm_options(args, args.k_scms, families)
         try:
             study = RegressionStudy(frames, params, mc, n_bins=args.n_bins, generator_options=opts)
         except ValueError as e:

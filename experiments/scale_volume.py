@@ -52,6 +52,7 @@ from causaljax.eval.cli import (
     positive_ints,
     print_report,
     run_study,
+    scm_options,
     write_results,
 )
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     by_dataset = (lambda c: c["dataset"]) if args.vmap_folds else None  # keep folds together
     configs = shard(grid(list(tables), args.folds, methods, volumes, base), shard_i, shard_n,
                     group=by_dataset)
-    opts = {"scm": dict(k=args.k_scms, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+    opts = scm_options(args, args.k_scms, families)
     study = VolumeStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(
         configs, study.run, args.out, progress=not args.no_progress,

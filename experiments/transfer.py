@@ -41,6 +41,7 @@ from causaljax.eval.cli import (
     positive_ints,
     print_report,
     run_study,
+    scm_options,
     write_results,
 )
 
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     base = base_config(args, model_id, families, args.k_scms, study="transfer")
     configs = shard(grid(args.sources, args.folds, methods, args.volume, args.targets, base),
                     shard_i, shard_n)
-    opts = {"scm": dict(k=args.k_scms, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+    opts = scm_options(args, args.k_scms, families)
     study = TransferStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
     df, text, out = store.read(), "", Path(args.out)

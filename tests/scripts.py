@@ -13,3 +13,11 @@ def load_script(folder: str, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def bad_input_exits_2(folder: str, name: str, argv: list, out, capsys) -> str:
+    """Run ``name``'s main with ``argv`` + ``--out out``: assert exit code 2 and that nothing
+    was written to ``out``; return what it printed to stderr."""
+    assert load_script(folder, name).main(list(argv) + ["--out", str(out)]) == 2
+    assert not out.exists()
+    return capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import binom, spearmanr
-from scripts import load_script
+from scripts import bad_input_exits_2, load_script
 
 from causaljax.eval.depth import grid, holm, unit_table, within_fold_test
 
@@ -106,7 +106,5 @@ def test_script_runs_writes_and_resumes(tmp_path):
     (["--datasets", "nope"], "unknown dataset"), (["--alpha", "1.5"], "--alpha"),
     (["--dags", "0"], "--dags")])
 def test_bad_input_exits_2(tmp_path, capsys, args, message):
-    out = tmp_path / "out"
-    assert _script().main(TINY + args + ["--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
-    assert not out.exists()
+    err = bad_input_exits_2("experiments", "depth_stability", TINY + args, tmp_path / "out", capsys)
+    assert message in err

@@ -4,7 +4,7 @@ the mean prediction against independent answers, and experiments/regression_volu
 import numpy as np
 import pandas as pd
 import pytest
-from scripts import load_script
+from scripts import bad_input_exits_2, load_script
 from sklearn.metrics import mean_absolute_error
 
 from causaljax import data
@@ -135,11 +135,9 @@ def test_script_runs_writes_and_resumes(tmp_path):
     (["--datasets", "iris"], "unknown regression dataset"), (["--volumes", "-1"], "--volumes"),
     (["--methods", "nope"], "unknown method"), (["--n-bins", "11"], "--n-bins")])
 def test_bad_input_exits_2(tmp_path, capsys, args, message):
-    out = tmp_path / "out"
-    script = load_script("experiments", "regression_volume")
-    assert script.main(TINY + args + ["--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
-    assert not out.exists()
+    err = bad_input_exits_2("experiments", "regression_volume", TINY + args, tmp_path / "out",
+                            capsys)
+    assert message in err
 
 
 def test_csv_with_a_non_numeric_target_exits_2(tmp_path, capsys):

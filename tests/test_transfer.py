@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scripts import load_script
+from scripts import bad_input_exits_2, load_script
 
 from causaljax.eval.transfer import effect_table, grid, paired_table, transfer_table
 
@@ -84,7 +84,5 @@ def test_script_runs_writes_and_resumes(tmp_path):
     (["--volume", "-1"], "--volume"), (["--sources", "nope"], "unknown dataset"),
     (["--sources", "pima", "--targets", "pima"], "besides the source")])
 def test_bad_input_exits_2(tmp_path, capsys, args, message):
-    out = tmp_path / "out"
-    assert _script().main(TINY + args + ["--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
-    assert not out.exists()
+    err = bad_input_exits_2("experiments", "transfer", TINY + args, tmp_path / "out", capsys)
+    assert message in err

@@ -206,6 +206,12 @@ def load_inputs(args, datasets) -> tuple:
     return tables, params, mc, model_id, families
 
 
+def scm_options(args, k: int, families) -> dict:
+    """``generator_options`` of a study for the SCM generator: k DAGs per fold, the
+    bootstrap count and the mechanism families of the command line."""
+    return {"scm": dict(k=k, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+
+
 def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
     """The settings every run of a study shares (part of each run's id)."""
     base = dict(extra, n_train=args.n_train, n_val=args.n_val, steps=args.steps, lr=args.lr,
