@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scripts import load_script
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from causaljax.prior import PriorConfig, sample_batch
 from causaljax.tfm.checkpoint import CheckpointError, load_weights, save_weights
@@ -357,6 +358,64 @@ def test_limits_raise_clear_errors():
         TFMClassifier().fit(rng.normal(size=(20, 101)), np.arange(20) % 2)
     with pytest.raises(ValueError, match="at most 10 classes"):
         TFMClassifier().fit(rng.normal(size=(22, 3)), np.arange(22) % 11)
+
+
+# scikit-learn's estimator checks. Checks that cannot apply to an in-context model would be
+# listed here, each with its reason (``expected_failed_checks``, strict: a listed check that
+# passes fails the test). None is needed: an in-context model validates its input like any
+# estimator, "fit" stores the context, and every check of scikit-learn 1.9 passes. The tag
+# allow_nan=True (NaN = a missing cell, given to the model as missing) means sklearn's
+# check_estimators_nan_inf does not run; test_classifier_input_checks covers inf instead.
+SKLEARN_EXPECTED_FAILED: dict[str, str] = {}
+
+
+@parametrize_with_checks([TFMClassifier(n_estimators=1, query_batch=64)],
+                         expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILED,
+                         xfail_strict=True)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_classifier_input_checks():
+    """The errors scikit-learn's checks ask for, with the values they name."""
+    from sklearn.exceptions import DataConversionWarning, NotFittedError
+
+    x, y = _blobs(60, seed=6)
+    with pytest.raises(NotFittedError):
+        TFMClassifier().predict(x)
+    clf = TFMClassifier(n_estimators=1).fit(x[:40], y[:40])
+    assert clf.n_features_in_ == 3
+    with pytest.raises(ValueError, match="3 features"):
+        clf.predict(x[40:, :2])
+    bad = x.copy()
+    bad[0, 1] = np.inf
+    for fit_x, pred_x in ((bad[:40], x[40:]), (x[:40], bad[:20])):
+        with pytest.raises(ValueError, match="infinity"):
+            TFMClassifier(n_estimators=1).fit(fit_x, y[:40]).predict(pred_x)
+    # NaN is a missing cell, not an error: same as the model fed NaN directly
+    nan = x.copy()
+    nan[:5, 0] = np.nan
+    p_nan = TFMClassifier(n_estimators=1).fit(nan[:40], y[:40]).predict_proba(nan[40:])
+    assert np.isfinite(p_nan).all()
+    with pytest.raises(ValueError, match="Unknown label type"):
+        TFMClassifier().fit(x[:40], np.linspace(0, 1, 40))
+    with pytest.raises(ValueError, match="requires y"):
+        TFMClassifier().fit(x[:40], None)
+    with pytest.warns(DataConversionWarning):
+        p2 = TFMClassifier(n_estimators=1).fit(x[:40], y[:40, None]).predict_proba(x[40:])
+    np.testing.assert_allclose(p2, clf.predict_proba(x[40:]), atol=1e-6)
+    with pytest.raises(ValueError, match="Reshape"):
+        clf.predict(x[40])
+
+
+def test_classifier_rejects_duplicate_dataframe_columns():
+    x, y = _blobs(40, seed=7)
+    df = pd.DataFrame(x, columns=["a", "a", "b"])
+    with pytest.raises(ValueError, match=r"duplicate column names \['a'\]"):
+        TFMClassifier().fit(df, y)
+    ok = TFMClassifier(n_estimators=1).fit(pd.DataFrame(x, columns=["a", "c", "b"]), y)
+    with pytest.raises(ValueError, match="duplicate column names"):
+        ok.predict(df)
 
 
 # ----------------------------------------------------------------------------- script

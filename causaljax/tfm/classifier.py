@@ -9,6 +9,13 @@ with ``causaljax.data.Table``: numeric columns enter as their value, categorical
 in ``fit``; a level unseen in ``fit`` counts as missing). Missing cells are passed to the
 model as missing (NaN + indicator), not imputed.
 
+Input checks follow scikit-learn's (``check_estimator`` passes; see ``tests/test_tfm.py``):
+NumPy input goes through ``validate_data`` (2-D, real-valued, not sparse, not empty, NaN
+allowed as missing, inf rejected, ``n_features_in_`` checked in ``predict``), ``y`` must be a
+classification target (a column vector is raveled with a ``DataConversionWarning``), and
+``predict`` before ``fit`` raises ``NotFittedError``. A DataFrame with duplicate column names
+raises ValueError.
+
 Limits (ValueError naming the limit): at most ``MAX_FEATURES`` = 100 features, at most
 ``MAX_CLASSES`` = 10 classes. More than ``max_context`` training rows: each ensemble member uses
 a different random subset of ``max_context`` rows as context (a subsampling ensemble).
@@ -39,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from causaljax.tfm.checkpoint import load_weights, resolve
 from causaljax.tfm.model import MAX_CLASSES, MAX_FEATURES, ModelConfig, build
@@ -179,6 +188,10 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------- encoding
     def _encode(self, X, fitting: bool) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
+            dup = X.columns[X.columns.astype(str).duplicated()].unique().tolist()
+            if dup:
+                raise ValueError(f"X has duplicate column names {dup}; give every column "
+                                 "a distinct name")
             if fitting:
                 from causaljax.data import Table
 
@@ -215,22 +228,32 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
                     cols.append(pd.to_numeric(s, errors="coerce").to_numpy(np.float32,
                                                                            na_value=np.nan))
             return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), np.float32)
-        x = np.asarray(X, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(f"X must be 2-D (rows x features), got shape {x.shape}")
+        if not fitting and getattr(self, "feature_columns_", None) is not None:
+            raise ValueError("fitted on a DataFrame: pass a DataFrame with the same columns")
+        # scikit-learn's checks: 2-D, real, dense, non-empty, NaN allowed (missing), no inf;
+        # in predict also the number of features seen in fit
+        x = validate_data(self, X, reset=fitting, dtype=np.float32,
+                          ensure_all_finite="allow-nan")
         if fitting:
             self.feature_columns_ = None
-        elif getattr(self, "feature_columns_", None) is not None:
-            raise ValueError("fitted on a DataFrame: pass a DataFrame with the same columns")
-        return x
+        return np.asarray(x, np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN = missing, passed to the model as missing
+        return tags
 
     # ----------------------------------------------------------------- sklearn API
     def fit(self, X, y):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                             "target y is None")
         x = self._encode(X, fitting=True)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(x):
+        y = column_or_1d(y, warn=True)  # a column vector: DataConversionWarning, raveled
+        if len(y) != len(x):
             raise ValueError(f"y must be 1-D with one label per row of X ({len(x)}), "
                              f"got shape {y.shape}")
+        check_classification_targets(y)  # "Unknown label type: continuous" for regression
         if x.shape[1] > MAX_FEATURES:
             raise ValueError(f"X has {x.shape[1]} features; the TFM takes at most "
                              f"{MAX_FEATURES} features (select or reduce features first)")
@@ -241,7 +264,7 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y has {len(self.classes_)} classes; the TFM takes at most "
                              f"{MAX_CLASSES} classes")
         if len(self.classes_) < 2:
-            raise ValueError("y has a single class; need at least 2")
+            raise ValueError("y has 1 class (one class); need at least 2")
         if np.isinf(x).any():
             raise ValueError("X contains inf; use NaN for missing values")
         for name, value, allowed in (("preprocessing", self.preprocessing, PREPROCESSINGS),
@@ -262,8 +285,7 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        if not hasattr(self, "X_ctx_"):
-            raise ValueError("call fit before predict_proba")
+        check_is_fitted(self, "X_ctx_")  # NotFittedError (a ValueError) before fit
         xq = self._encode(X, fitting=False)
         if xq.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {xq.shape[1]} features, fit saw {self.n_features_in_}")
@@ -309,4 +331,5 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
         return np.concatenate(out, 0) if out else np.zeros((0, MAX_CLASSES), np.float32)
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "X_ctx_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
