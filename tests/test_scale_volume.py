@@ -52,9 +52,19 @@ def _csv(tmp_path, n=80, classes=2):
     return str(path)
 
 
+def _csv_header(tmp_path, header: str, n=80):
+    """A CSV written by hand with this header line (pandas would rename a duplicate)."""
+    k = header.count(",") + 1
+    path = tmp_path / f"dup_{abs(hash(header))}.csv"
+    path.write_text(header + "\n" + "".join(
+        ",".join(str((i * (j + 3)) % 11) for j in range(k - 1)) + f",{i % 2}\n"
+        for i in range(n)))
+    return str(path)
+
+
 @pytest.mark.parametrize("case", ["unknown_target", "one_class", "too_few_rows",
                                   "negative_volume", "unknown_method", "unknown_dataset",
-                                  "bad_shard"])
+                                  "bad_shard", "duplicate_feature", "duplicate_target"])
 def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
     out = tmp_path / "out"
     (out / "runs").mkdir(parents=True)
@@ -69,10 +79,16 @@ def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
         "unknown_method": ["--datasets", "pima", "--methods", "real,gan9000"],
         "unknown_dataset": ["--datasets", "no_such_data"],
         "bad_shard": ["--datasets", "pima", "--shard", "2/2"],
+        "duplicate_feature": ["--csv", _csv_header(tmp_path, "a,a,b,y"), "--target", "y"],
+        "duplicate_target": ["--csv", _csv_header(tmp_path, "a,b,y,y"), "--target", "y"],
     }[case]
     assert _script().main(base + args) == 2
     err = capsys.readouterr().err
     assert "error:" in err and len(err) < 2000
+    if case.startswith("duplicate"):
+        assert len(err.strip().splitlines()) == 1
+        assert "duplicate column names ['{}']".format("a" if case == "duplicate_feature"
+                                                      else "y") in err
     assert sorted(p.name for p in out.rglob("*")) == ["previous.parquet", "runs"]
     assert keep.read_bytes() == b"earlier results"
 

@@ -106,16 +106,25 @@ def parse_methods(text: str) -> list[str]:
 
 
 def read_csv(path):
-    """The user's --csv file as a DataFrame; BadInput if it is missing or unreadable."""
+    """The user's --csv file as a DataFrame; BadInput if it is missing or unreadable, or if
+    its header names a column twice (pandas would silently rename the second ``a`` to
+    ``a.1``, so the header is read as a plain row first)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"--csv: no such file {path}")
     try:
-        return pd.read_csv(path)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
         raise BadInput(f"--csv: cannot read {path}: {e}") from None
+    names = [n for n in header.iloc[0].tolist() if n != ""] if len(header) else []
+    dup = list(dict.fromkeys(n for i, n in enumerate(names) if n in names[:i]))
+    if dup:
+        raise BadInput(f"--csv {path}: duplicate column names {dup} in the header; give every "
+                       "column a distinct name")
+    return df
 
 
 def load_tables(datasets, *, csv: str | None = None, target: str | None = None) -> dict:
