@@ -103,10 +103,19 @@ def test_direction_weights_follow_the_documented_rule():
     expected[0, 1] = 1
     expected[1, 2] = expected[2, 1] = 0.5
     expected[2, 3] = expected[3, 2] = 0.5
-    expected[3, 4] = 0.5
+    expected[3, 4], expected[4, 3] = 0.75, 0.25  # o->: mean of -> (1, 0) and <-> (1/2, 1/2)
+    expected[4, 0] = expected[0, 4] = 0.5  # <->: the dependence is kept, split evenly
     expected[1, 3] = 1
     np.testing.assert_array_equal(W, expected)
-    assert ((W + W.T) <= 1).all()
+    adjacent = (G != 0) & (G.T != 0)
+    np.testing.assert_array_equal(W + W.T, adjacent.astype(float))  # every edge: one unit
+    # the rule before issue 23: <-> dropped, o-> half a unit
+    legacy = expected.copy()
+    legacy[3, 4], legacy[4, 3] = 0.5, 0.0
+    legacy[4, 0] = legacy[0, 4] = 0.0
+    np.testing.assert_array_equal(direction_weights(G, "legacy"), legacy)
+    with pytest.raises(ValueError, match="edge_rule"):
+        direction_weights(G, "nope")
 
 
 def test_ci_test_choice_follows_column_kinds():
@@ -128,7 +137,7 @@ def test_small_graphs_recover_the_skeleton(name, edges):
     assert (P >= 0).all() and (P <= 1).all() and (np.diag(P) == 0).all()
     assert ((P + P.T) <= 1 + 1e-6).all()
     on, off = skeleton_scores(P, edges)
-    assert on > 0.8, (name, P)  # FCI's <-> (a confounder reading) counts for neither direction
+    assert on > 0.9, (name, P)  # every kept edge (<-> included) is one unit of adjacency
     assert off < 0.25, (name, P)  # bootstrap duplicates inflate false positives (docstring)
 
 
@@ -139,9 +148,11 @@ def test_collider_is_oriented():
     assert P_pc[0, 2] > 0.9 and P_pc[1, 2] > 0.9
     assert P_pc[2, 0] < 0.05 and P_pc[2, 1] < 0.05
     assert P_pc[2, 3] > 0.9  # Meek rule 1 orients away from the collider
-    # FCI: a o-> c <-o b (½ each), c -> d definite
+    # FCI: a o-> c <-o b (¾ / ¼ each), c -> d definite
     P_fci = edge_probabilities(table, algorithms=("fci",), **FAST)
-    assert P_fci[0, 2] == pytest.approx(0.5, abs=0.13) and P_fci[2, 0] < 0.05
+    assert P_fci[0, 2] == pytest.approx(0.75, abs=0.1) and P_fci[2, 0] == pytest.approx(
+        0.25, abs=0.1)
+    assert P_fci[0, 2] + P_fci[2, 0] > 0.95  # the collider's edges keep their adjacency
     assert P_fci[2, 3] > 0.9 and P_fci[3, 2] < 0.05
     P = edge_probabilities(table, **FAST)
     np.testing.assert_allclose(P, (P_pc + P_fci) / 2, atol=1e-6)

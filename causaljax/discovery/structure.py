@@ -2,18 +2,28 @@
 
 `edge_probabilities(table)` resamples the rows B times, runs causal-learn's PC and/or FCI on
 every resample and returns P f32[d, d], where P[i, j] is the share of (resample × algorithm)
-runs that put an edge i → j. Each run spreads at most one unit of mass over the two
-directions of an adjacency, read from the endpoint marks (mark at i, mark at j):
+runs that put an edge i → j. Each run spreads one unit of mass over the two directions
+of every adjacency it keeps, read from the endpoint marks (mark at i, mark at j):
 
-    tail  → arrow    i → j        1   to i→j
-    tail  → circle   i —o j       1   to i→j   (a PAG tail at i: i is an ancestor of j)
-    tail  — tail     i — j        ½   each way (a CPDAG edge of unknown direction)
-    circle— circle   i o-o j      ½   each way
-    circle→ arrow    i o→ j       ½   to i→j, 0 to j→i (i→j, or i↔j: confounded)
-    arrow — arrow    i ↔ j        0   both ways (a latent confounder, no direct cause)
+    marks            edge       to i→j  to j→i  reading
+    tail  — arrow    i → j        1       0     i causes j
+    tail  — circle   i —o j       1       0     a PAG tail at i: i is an ancestor of j
+    tail  — tail     i — j        ½       ½     a CPDAG / PAG edge of unknown direction
+    circle— circle   i o-o j      ½       ½     nothing oriented
+    circle— arrow    i o→ j       ¾       ¼     i → j or i ↔ j: the mean of those two rows
+    arrow — arrow    i ↔ j        ½       ½     a latent confounder of i and j
 
-So P[i, j] + P[j, i] <= 1 is the share of runs that found i and j adjacent (bidirected
-edges excepted) and P[i, j] - P[j, i] is the net evidence for the direction.
+This is edge_rule="adjacency" (the default): every edge PC or FCI keeps counts as one unit of
+adjacency, so P[i, j] + P[j, i] is the share of runs that found i and j adjacent and
+P[i, j] - P[j, i] is the net evidence for the direction. The fitted SCMs have no latent
+variables, so a pair FCI explains by a confounder (↔, or the ↔ reading of o→) is still
+dependent in the data and must be adjacent in the DAGs for the synthetic rows to keep that
+dependence; with no evidence for either direction its mass is split evenly. (The mirrored
+marks, e.g. arrow — tail, give the transposed weights.)
+
+edge_rule="legacy" is the rule before issue 23, kept for comparisons: ↔ gave 0 both ways and
+o→ gave ½ to i→j and 0 to j→i, so the adjacency share of a pair FCI found confounded was
+understated (a strongly dependent pair could get P ≈ 0 and vanish from the sampled DAGs).
 
 CI test, chosen from the column kinds:
   * all numeric      -> causal-learn "fisherz" (partial correlation);
@@ -59,19 +69,31 @@ MIN_ROWS = 20
 COLLINEAR_TOL = 1e-6  # residual variance share below which a column counts as collinear
 TAIL, ARROW, CIRCLE = -1, 1, 2  # causal-learn endpoint codes (graph[i, j]: the mark at i)
 
-# (mark at i, mark at j) -> weight for i -> j; unlisted pairs (arrow at i, ↔, multi-edges) = 0
-_DIRECTION_WEIGHT = {
-    (TAIL, ARROW): 1.0,
-    (TAIL, CIRCLE): 1.0,
-    (TAIL, TAIL): 0.5,
-    (CIRCLE, CIRCLE): 0.5,
-    (CIRCLE, ARROW): 0.5,
+# rule -> {(mark at i, mark at j): weight for i -> j}; unlisted pairs (no edge) = 0
+_DIRECTION_WEIGHTS = {
+    "adjacency": {
+        (TAIL, ARROW): 1.0, (ARROW, TAIL): 0.0,
+        (TAIL, CIRCLE): 1.0, (CIRCLE, TAIL): 0.0,
+        (TAIL, TAIL): 0.5,
+        (CIRCLE, CIRCLE): 0.5,
+        (CIRCLE, ARROW): 0.75, (ARROW, CIRCLE): 0.25,
+        (ARROW, ARROW): 0.5,
+    },
+    "legacy": {
+        (TAIL, ARROW): 1.0,
+        (TAIL, CIRCLE): 1.0,
+        (TAIL, TAIL): 0.5,
+        (CIRCLE, CIRCLE): 0.5,
+        (CIRCLE, ARROW): 0.5,
+    },
 }
+EDGE_RULES = tuple(_DIRECTION_WEIGHTS)
 
 
 def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
                        alpha: float = 0.05, seed: int = 0, max_depth: int | None = 3,
-                       n_jobs: int | None = None, subsample: float | None = 0.5) -> np.ndarray:
+                       n_jobs: int | None = None, subsample: float | None = 0.5,
+                       edge_rule: str = "adjacency", return_runs: bool = False):
     """P f32[d, d] over all columns of `table` (target included); see the module docstring.
 
     Default resampling: half-subsamples (subsample=0.5), which keep the CI tests' false-alarm
@@ -86,25 +108,34 @@ def edge_probabilities(table, *, algorithms=ALGORITHMS, n_bootstrap: int = 20,
     the nominal rate at the cost of power.
 
     max_depth caps the conditioning-set size (PC `max_k`, FCI `depth`); None = unlimited.
+    edge_rule: how endpoint marks become direction weights ("adjacency" or "legacy", see the
+    module docstring).
+    return_runs: also return each run's weights (see `edge_probabilities_array`).
     n_jobs worker processes (default os.cpu_count()); 1 runs in this process.
     The result depends only on (data, arguments, seed), not on n_jobs.
     """
     return edge_probabilities_array(
         table.values, table.n_levels, names=table.names, first=table.target_index,
         algorithms=algorithms, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed,
-        max_depth=max_depth, n_jobs=n_jobs, subsample=subsample)
+        max_depth=max_depth, n_jobs=n_jobs, subsample=subsample, edge_rule=edge_rule,
+        return_runs=return_runs)
 
 
 def edge_probabilities_array(values, n_levels, *, names=None, first: int | None = None,
                              algorithms=ALGORITHMS, n_bootstrap: int = 20, alpha: float = 0.05,
                              seed: int = 0, max_depth: int | None = 3,
                              n_jobs: int | None = None,
-                             subsample: float | None = None) -> np.ndarray:
+                             subsample: float | None = None,
+                             edge_rule: str = "adjacency", return_runs: bool = False):
     """`edge_probabilities` on a bare encoded matrix: values f32[n, d], n_levels int[d]
-    (0 = numeric, else a categorical coded 0..L-1). `first` is scanned first for collinearity."""
+    (0 = numeric, else a categorical coded 0..L-1). `first` is scanned first for collinearity.
+    With return_runs=True: (P, runs f32[R, d, d]), the weights of each of the R (resample ×
+    algorithm) runs, whose mean is P (`discovery.dags_from_runs` samples DAGs from them)."""
     values = np.asarray(values, np.float64)
     n_levels = np.asarray(n_levels, np.int64)
     _check_arguments(values, n_levels, algorithms, n_bootstrap, alpha, max_depth, subsample)
+    if edge_rule not in EDGE_RULES:
+        raise ValueError(f"edge_rule must be one of {EDGE_RULES}, got {edge_rule!r}")
     n, d = values.shape
     names = list(names) if names is not None else [f"x{j}" for j in range(d)]
     test = ci_test_for(n_levels)
@@ -119,17 +150,21 @@ def edge_probabilities_array(values, n_levels, *, names=None, first: int | None 
                       f"discovery (no edges): {[names[j] for j in collinear]}", stacklevel=3)
     P = np.zeros((d, d), np.float64)
     if len(keep) < 2:
-        return P.astype(np.float32)
+        P = P.astype(np.float32)
+        return (P, P[None]) if return_runs else P
 
     rows = _resample_rows(np.random.default_rng(seed), n, n_bootstrap, subsample)  # int[B, m]
     data, levels = values[:, keep], n_levels[keep]
-    tasks = [(data[r], levels, algorithm, test, alpha, depth)
+    tasks = [(data[r], levels, algorithm, test, alpha, depth, edge_rule)
              for r in rows for algorithm in algorithms]
-    for weights in _map(_run_one, tasks, n_jobs):
+    runs = np.zeros((len(tasks), d, d), np.float32)
+    for r, weights in enumerate(_map(_run_one, tasks, n_jobs)):
         P[np.ix_(keep, keep)] += weights
+        runs[r][np.ix_(keep, keep)] = weights
     P /= len(tasks)
     np.fill_diagonal(P, 0.0)
-    return P.astype(np.float32)
+    P = P.astype(np.float32)
+    return (P, runs) if return_runs else P
 
 
 def ci_test_for(n_levels) -> str:
@@ -142,11 +177,13 @@ def ci_test_for(n_levels) -> str:
     return "causaljax_mixed"
 
 
-def direction_weights(graph) -> np.ndarray:
+def direction_weights(graph, edge_rule: str = "adjacency") -> np.ndarray:
     """f64[d, d] weight of i -> j from a causal-learn endpoint matrix (module docstring)."""
+    if edge_rule not in _DIRECTION_WEIGHTS:
+        raise ValueError(f"edge_rule must be one of {EDGE_RULES}, got {edge_rule!r}")
     mark_i, mark_j = np.asarray(graph), np.asarray(graph).T
     W = np.zeros(mark_i.shape, np.float64)
-    for (a, b), w in _DIRECTION_WEIGHT.items():
+    for (a, b), w in _DIRECTION_WEIGHTS[edge_rule].items():
         W[(mark_i == a) & (mark_j == b)] = w
     return W
 
@@ -189,7 +226,8 @@ def usable_columns(values, n_levels, test: str, *, first: int | None = None):
 # one run
 
 
-def _run_one(data, n_levels, algorithm: str, test: str, alpha: float, depth: int):
+def _run_one(data, n_levels, algorithm: str, test: str, alpha: float, depth: int,
+             edge_rule: str = "adjacency"):
     """Weights f64[d, d] of one algorithm on one resample data f64[n, d]."""
     d = data.shape[1]
     W = np.zeros((d, d))
@@ -208,7 +246,7 @@ def _run_one(data, n_levels, algorithm: str, test: str, alpha: float, depth: int
         else:
             with _possible_dsep_limited_to(depth):
                 graph = fci(x, test, alpha, depth=depth, show_progress=False, **kwargs)[0].graph
-    W[np.ix_(keep, keep)] = direction_weights(graph)
+    W[np.ix_(keep, keep)] = direction_weights(graph, edge_rule)
     return W
 
 

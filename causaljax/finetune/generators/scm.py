@@ -1,6 +1,7 @@
 """CausalMixFT's generator: SCMs fitted to the training rows, drawn fresh inside every step.
 
-Pipeline: bootstrapped PC + FCI edge probabilities -> k sampled DAGs -> one fitted SCM per
+Pipeline: bootstrapped PC + FCI runs -> k DAGs, each one run's graph consistently extended
+(``discovery.dags_from_runs``; or per-pair draws from the edge probabilities) -> one fitted SCM per
 DAG (``causaljax.scm.fit``; fitted trees come as lookup tables) -> ``SCMSource`` (the compiled
 sampler runs in the jitted step).
 """
@@ -9,23 +10,42 @@ from __future__ import annotations
 
 import jax
 
-from causaljax.discovery import edge_probabilities, sample_dags
+from causaljax.discovery import (
+    dags_from_runs,
+    edge_probabilities,
+    sample_dags,
+    threshold_probabilities,
+)
 from causaljax.finetune.generators import register
 from causaljax.finetune.sources import SCMSource
 
 
 def fit_scms(train, *, key, k: int = 8, n_bootstrap: int = 10, algorithms=("pc", "fci"),
              alpha: float = 0.05, families=("linear", "mlp", "trees"), n_jobs: int = 1,
-             tree_budget: int | None = 2**13):
+             tree_budget: int | None = 2**13, subsample: float | None = 0.5,
+             edge_rule: str = "adjacency", threshold: float | None = None,
+             dag_sampler: str = "runs"):
     """The stacked SCM ensemble (leading axis k) fitted to ``train`` (``tree_budget``: see
-    ``causaljax.scm.fit``)."""
+    ``causaljax.scm.fit``; ``subsample`` and ``edge_rule``: ``discovery.edge_probabilities``;
+    ``threshold``: ``discovery.threshold_probabilities``, None = none, with the "pairs"
+    sampler only). ``dag_sampler``: "runs" (``discovery.dags_from_runs``: each DAG a
+    consistent extension of one discovery run's graph) or "pairs" (``discovery.sample_dags``:
+    independent per-pair draws from P, the rule before issue 23)."""
     from causaljax import scm as scm_lib
 
     k_disc, k_dags, k_fit = jax.random.split(key, 3)
     seed = int(jax.random.randint(k_disc, (), 0, 2**31 - 1))
-    P = edge_probabilities(train, algorithms=algorithms, n_bootstrap=n_bootstrap, alpha=alpha,
-                           seed=seed, n_jobs=n_jobs)
-    dags = sample_dags(P, k, key=k_dags)
+    if dag_sampler not in ("runs", "pairs"):
+        raise ValueError(f"dag_sampler must be 'runs' or 'pairs', got {dag_sampler!r}")
+    P, runs = edge_probabilities(train, algorithms=algorithms, n_bootstrap=n_bootstrap,
+                                 alpha=alpha, seed=seed, n_jobs=n_jobs, subsample=subsample,
+                                 edge_rule=edge_rule, return_runs=True)
+    if dag_sampler == "runs":
+        dags = dags_from_runs(runs, k, key=k_dags)
+    else:
+        if threshold is not None:
+            P = threshold_probabilities(P, threshold)
+        dags = sample_dags(P, k, key=k_dags)
     return scm_lib.fit(train, dags, key=k_fit, families=families, tree_budget=tree_budget)
 
 
