@@ -18,7 +18,9 @@ Output in --out (default runs/scale_volume):
     runs/<run_id>.parquet   one file per finished run (append-only; read together)
     results.parquet         all runs in one table
     summary.md              median normalized improvement per method and volume with CIs,
-                            ranks, win rates, val-test gap, next to the paper's numbers
+                            ranks, win rates, val-test gap, next to the paper's numbers, and
+                            the fidelity of each method's synthetic rows against held-out rows
+                            (fid_* columns, causaljax.eval.fidelity)
     improvement_vs_volume.png, gap_vs_volume.png
 
 Resuming: the run id is a hash of the run's config; finished runs are skipped, every run
@@ -94,13 +96,16 @@ def write_outputs(out: Path, store, volumes) -> str:
     """results.parquet, summary.md and plots from every stored run (atomic writes)."""
     from causaljax.data import domain
     from causaljax.eval.plots import plot_study
+    from causaljax.eval.fidelity import fidelity_markdown
     from causaljax.eval.report import summary_markdown
 
     df = store.read()
     if df.empty:
         return ""
     df["domain"] = [domain(n, default="your data") for n in df.dataset]
-    text = summary_markdown(df, notes="Plots: improvement_vs_volume.png, gap_vs_volume.png.")
+    notes = "\n\n".join(filter(None, [
+        fidelity_markdown(df), "Plots: improvement_vs_volume.png, gap_vs_volume.png."]))
+    text = summary_markdown(df, notes=notes)
     write_results(out, df, text)
     plot_study(df, str(out))
     return text
@@ -116,6 +121,7 @@ def main(argv=None) -> int:
         print(f"scale_volume.py: error: {e}", file=sys.stderr)
         return 2
 
+    from causaljax.eval.fidelity import with_fidelity
     from causaljax.eval.study import shard
     from causaljax.eval.volume import VolumeStudy, fold_group, grid
 
@@ -125,10 +131,12 @@ def main(argv=None) -> int:
                     group=by_dataset)
     opts = scm_options(args, args.k_scms, families)
     study = VolumeStudy(tables, params, mc, generator_options=opts)
+    run, _ = with_fidelity(study, study.run)
+    _, run_group = with_fidelity(study, study.run_group)
     store, ran, seconds = run_study(
-        configs, study.run, args.out, progress=not args.no_progress,
+        configs, run, args.out, progress=not args.no_progress,
         group=fold_group if args.vmap_folds else None,
-        run_group=study.run_group if args.vmap_folds else None)
+        run_group=run_group if args.vmap_folds else None)
     text = write_outputs(Path(args.out), store, volumes)
     print_report(text, store, ran, configs, seconds, args.out)
     return 0
