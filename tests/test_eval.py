@@ -55,6 +55,38 @@ def test_spearman_constant_is_nan():
     assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_val_test_gap_breaks_auc_ties_by_log_loss(seed):
+    """The gap ranks checkpoints as selection does: ROC-AUC, equal ROC-AUC by lower log loss.
+    Independent answer: scipy's Spearman of one composite score per checkpoint."""
+    rng = np.random.default_rng(seed)
+    n = 9
+    va = rng.choice([0.9, 0.95, 1.0], n)  # a coarse 16-row validation AUC: many ties
+    vl = rng.uniform(0.1, 0.5, n)
+    te = rng.choice([0.80, 0.82, 0.84], n)
+    tl = rng.uniform(0.3, 0.4, n)
+    # composite: AUC first, then minus the loss (the loss ranges are narrower than 10x an
+    # AUC step, so they only order equal AUCs)
+    want = 1 - spearmanr(va * 10 - vl, te * 10 - tl).statistic
+    assert metrics.val_test_gap(va, te, vl, tl) == pytest.approx(want, abs=1e-12)
+
+
+def test_val_test_gap_is_defined_for_two_or_more_checkpoints():
+    # the validation AUC is 1.0 at every checkpoint (breast_w at 16 validation rows): the
+    # AUC-only correlation is undefined, the selection ranking (log loss) is not
+    va, vl = [1.0, 1.0, 1.0, 1.0], [0.30, 0.20, 0.25, 0.10]
+    te = [0.990, 0.992, 0.991, 0.993]
+    assert np.isnan(metrics.spearman(va, te)) and metrics.val_test_gap(va, te) == 1.0
+    assert metrics.val_test_gap(va, te, vl) == pytest.approx(0.0)  # same order: no gap
+    assert metrics.val_test_gap(va, te[::-1], vl) == pytest.approx(2.0)  # reversed
+    assert metrics.val_test_gap([0.7, 0.8], [0.6, 0.5]) == pytest.approx(2.0)  # two suffice
+    # validation cannot tell the checkpoints apart at all (unchanged weights): rho 0, gap 1
+    assert metrics.val_test_gap([0.8] * 3, [0.6, 0.7, 0.5], [0.4] * 3) == 1.0
+    # one checkpoint (zero-shot), or one with finite AUCs: undefined
+    assert np.isnan(metrics.val_test_gap([0.8], [0.7], [0.3], [0.4]))
+    assert np.isnan(metrics.val_test_gap([0.8, np.nan], [0.7, 0.6], [0.3, 0.2]))
+
+
 def test_improvements_known_values():
     assert metrics.relative_improvement(0.88, 0.8) == pytest.approx(10.0)
     assert metrics.headroom_improvement(0.9, 0.8) == pytest.approx(0.5)
@@ -162,6 +194,14 @@ def test_summary_table():
     assert t.loc["causalmix", "mean_rank"] == 1 and t.loc["zeroshot", "mean_rank"] == 3
     assert t.loc["causalmix", "win_vs_real"] == 1.0
     assert "| causalmix | 1 |" in summary_markdown(df)
+    # the gap rests on the runs that have one: zero-shot none, and a fine-tuned run without
+    df.loc[df.method == "zeroshot", "val_test_gap"] = np.nan
+    df.loc[(df.method == "causalmix") & (df.dataset == "c"), "val_test_gap"] = np.nan
+    t = summary_table(df, n_boot=100).set_index("method")
+    assert list(t.gap_runs) == [0, 3, 2] and list(t.gap_datasets) == [0, 3, 2]
+    text = summary_markdown(df)
+    assert "| gap runs |" in text and "| 0.50 [0.50, 0.50] | 2 (2) |" in text
+    assert "| – | 0 (0) |" in text
 
 
 def test_domain_table_medians_per_dataset_then_domain():

@@ -180,6 +180,29 @@ def test_early_stopping_restores_best_weights(setup, monkeypatch):
                            np.asarray(jax.tree.leaves(seen[-1])[0]))
 
 
+def test_early_stopping_records_min_checkpoints(setup, monkeypatch):
+    """Patience 1 would stop at the 2nd evaluation; the run still records min_checkpoints
+    evaluations (the best stays the first), so its val-test gap is defined."""
+    *_, params, task = setup
+    val = iter([0.9, 0.8, 0.8, 0.7, 0.6, 0.5, 0.4])
+    test = iter([0.6, 0.7, 0.65, 0.8, 0.9, 0.95, 0.99])
+
+    def fake_scores(p, mc, t, which, proba=None):
+        return (next(val), 0.5) if which == "val" else (next(test), 0.4)
+
+    monkeypatch.setattr(loop, "scores", fake_scores)
+    fc = FinetuneConfig(steps=40, lr=1e-2, eval_every=2, patience=1, min_checkpoints=5)
+    r = finetune(params, MC, task, fc)
+    assert r.stopped == "patience" and r.best_step == 0 and r.steps == 8
+    assert [h["step"] for h in r.history] == [0, 2, 4, 6, 8]
+    assert [h["test_loss"] for h in r.history] == [0.4] * 5
+    # val ranks (ties by equal loss share ranks): 5, 3.5, 3.5, 2, 1; test 1, 3, 2, 4, 5
+    from scipy.stats import spearmanr
+
+    want = 1 - spearmanr([0.9, 0.8, 0.8, 0.7, 0.6], [0.6, 0.7, 0.65, 0.8, 0.9]).statistic
+    assert r.val_test_gap == pytest.approx(want) and r.val_test_gap > 1.5
+
+
 def test_select_score_replaces_validation_auc(setup, monkeypatch):
     """With ``select``, checkpoints are chosen by its validation score, not by ROC-AUC, and it
     receives the same probabilities the AUC is computed from (one forward pass each)."""

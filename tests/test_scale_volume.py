@@ -35,6 +35,9 @@ def test_smoke_runs_writes_and_resumes(tmp_path):
     assert set(df.method) == {"zeroshot", "real", "causalmix"}
     assert df.test_auc.between(0, 1).all() and df.run_id.is_unique
     assert "| causalmix | 1 |" in (out / "summary.md").read_text()
+    tuned = df[df.method != "zeroshot"]  # 3 checkpoints each (steps 0, 1, 2): a gap each
+    assert tuned.val_test_gap.between(0, 2).all() and (tuned.checkpoints == 3).all()
+    assert df[df.method == "zeroshot"].val_test_gap.isna().all()
     assert (out / "improvement_vs_volume.png").stat().st_size > 0
     assert (out / "gap_vs_volume.png").stat().st_size > 0
     # rerun: nothing left to do, nothing duplicated
@@ -64,7 +67,8 @@ def _csv_header(tmp_path, header: str, n=80):
 
 @pytest.mark.parametrize("case", ["unknown_target", "one_class", "too_few_rows",
                                   "negative_volume", "unknown_method", "unknown_dataset",
-                                  "bad_shard", "duplicate_feature", "duplicate_target"])
+                                  "bad_shard", "duplicate_feature", "duplicate_target",
+                                  "min_checkpoints"])
 def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
     out = tmp_path / "out"
     (out / "runs").mkdir(parents=True)
@@ -81,6 +85,7 @@ def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
         "bad_shard": ["--datasets", "pima", "--shard", "2/2"],
         "duplicate_feature": ["--csv", _csv_header(tmp_path, "a,a,b,y"), "--target", "y"],
         "duplicate_target": ["--csv", _csv_header(tmp_path, "a,b,y,y"), "--target", "y"],
+        "min_checkpoints": ["--datasets", "pima", "--min-checkpoints", "1"],
     }[case]
     assert _script().main(base + args) == 2
     err = capsys.readouterr().err
@@ -91,6 +96,13 @@ def test_bad_input_exits_2_and_keeps_out(tmp_path, case, capsys):
                                                       else "y") in err
     assert sorted(p.name for p in out.rglob("*")) == ["previous.parquet", "runs"]
     assert keep.read_bytes() == b"earlier results"
+
+
+def test_min_checkpoints_default_is_the_finetune_default():
+    from causaljax.eval.cli import MIN_CHECKPOINTS
+    from causaljax.finetune.loop import FinetuneConfig
+
+    assert MIN_CHECKPOINTS == FinetuneConfig.min_checkpoints
 
 
 def test_bench_smoke(tmp_path):

@@ -7,6 +7,8 @@ import json
 import warnings
 from pathlib import Path
 
+MIN_CHECKPOINTS = 5  # = FinetuneConfig.min_checkpoints (checked in the tests)
+
 
 class BadInput(Exception):
     """A user error: reported with exit code 2."""
@@ -34,6 +36,10 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--patience", type=int, default=8, help="evaluations without improvement")
+    p.add_argument("--min-checkpoints", type=int, default=MIN_CHECKPOINTS,
+                   help="evaluations (step 0 included) every fine-tuning run records before "
+                        "early stopping may stop it, so that its val-test gap is defined "
+                        f"(default {MIN_CHECKPOINTS}; with fewer steps: every evaluation)")
     p.add_argument("--n-bootstrap", type=int, default=5, help="PC/FCI bootstrap resamples")
     p.add_argument("--families", default="linear,trees", help="SCM mechanism families")
     p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
@@ -51,6 +57,9 @@ def check_common_arguments(args) -> tuple[int, int]:
     sets the default --n-val; -> the shard (i, n)."""
     positive_ints(folds=args.folds, steps=args.steps, eval_every=args.eval_every,
                   patience=args.patience, n_bootstrap=args.n_bootstrap)
+    if getattr(args, "min_checkpoints", MIN_CHECKPOINTS) < 2:
+        raise BadInput(f"--min-checkpoints must be >= 2 (a val-test gap needs two), got "
+                       f"{args.min_checkpoints}")
     if args.csv and not args.target:
         raise BadInput("--csv needs --target COLUMN")
     if args.target and not args.csv:
@@ -227,6 +236,8 @@ def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
                 eval_every=args.eval_every, patience=args.patience, max_test=args.max_test,
                 seed=args.seed, model=model_id, k_scms=k_scms, n_bootstrap=args.n_bootstrap,
                 families=",".join(families))
+    if getattr(args, "min_checkpoints", MIN_CHECKPOINTS) != MIN_CHECKPOINTS:
+        base["min_checkpoints"] = args.min_checkpoints  # the default keeps earlier run ids
     if getattr(args, "csv", None):
         base["source"] = f"csv:{Path(args.csv).resolve()}"
     return base

@@ -51,10 +51,45 @@ def spearman(a, b) -> float:
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
-def val_test_gap(val_aucs, test_aucs) -> float:
-    """1 - Spearman rho between validation and test ROC-AUC across checkpoints (0: val ranks
-    the checkpoints exactly as test does; 1: unrelated; 2: reversed)."""
-    return 1.0 - spearman(val_aucs, test_aucs)
+def selection_ranks(scores, losses=None) -> np.ndarray:
+    """Average ranks (1 = worst) of checkpoints ordered as checkpoint selection orders them:
+    higher score first, equal scores by lower log loss (``losses``; NaN counts as the worst
+    loss); checkpoints equal in both share their average rank."""
+    s = np.asarray(scores, np.float64)
+    if losses is None:
+        return rankdata(s)
+    loss = np.asarray(losses, np.float64)
+    neg = np.where(np.isfinite(loss), -loss, -np.inf)
+    key = rankdata(s, method="dense") * (len(s) + 1) + rankdata(neg, method="dense")
+    return rankdata(key)
+
+
+def val_test_gap(val_aucs, test_aucs, val_losses=None, test_losses=None) -> float:
+    """1 - Spearman rho between the validation and the test ranking of a run's checkpoints
+    (0: validation ranks the checkpoints exactly as test does; 1: unrelated; 2: reversed).
+
+    Each side ranks the checkpoints the way fine-tuning selects them: ROC-AUC, and among equal
+    ROC-AUCs the lower log loss (when ``val_losses`` / ``test_losses`` are given). The
+    tie-break matters: on a small validation split the ROC-AUC takes few values (16 rows:
+    steps of 1/63 or coarser) and is often the same at every checkpoint (e.g. 1.0), where the
+    plain ROC-AUC correlation is undefined. Checkpoints whose ROC-AUC is not finite on either
+    side are left out.
+
+    Defined for every run with at least two checkpoints (NaN with fewer: zero-shot has one).
+    If one side cannot tell the checkpoints apart at all (every checkpoint tied even after the
+    tie-break, e.g. weights that never changed), rho = 0 and the gap is 1: validation carries
+    no information about the test order."""
+    va, te = np.asarray(val_aucs, np.float64), np.asarray(test_aucs, np.float64)
+    if va.shape != te.shape:
+        raise ValueError(f"{va.shape} validation vs {te.shape} test scores")
+    ok = np.isfinite(va) & np.isfinite(te)
+    if ok.sum() < 2:
+        return float("nan")
+    pick = lambda x: None if x is None else np.asarray(x, np.float64)[ok]
+    rv = selection_ranks(va[ok], pick(val_losses)) - (ok.sum() + 1) / 2
+    rt = selection_ranks(te[ok], pick(test_losses)) - (ok.sum() + 1) / 2
+    denom = np.sqrt((rv**2).sum() * (rt**2).sum())
+    return float(1.0 - ((rv * rt).sum() / denom if denom > 0 else 0.0))
 
 
 def relative_improvement(auc, auc_zero_shot):

@@ -82,8 +82,10 @@ class RegressionStudy(VolumeStudy):
             row.update(mae=zero, mae_val_test_gap=np.nan)
         else:  # the history holds -MAE per checkpoint (selection scores)
             at_best = next(h for h in r.history if h["step"] == r.best_step)
+            h = r.history  # selection ties: lower log loss (both sides, as in finetune)
             row.update(mae=-at_best["test_select"], mae_val_test_gap=val_test_gap(
-                [h["val_select"] for h in r.history], [h["test_select"] for h in r.history]))
+                [e["val_select"] for e in h], [e["test_select"] for e in h],
+                [e["val_loss"] for e in h], [e.get("test_loss") for e in h]))
         row["zero_shot_mae"] = zero
         row["mae_reduction"] = (zero - row["mae"]) / zero * 100 if zero > 0 else np.nan
         row["n_bins"] = len(self._fold(cfg)[1])
@@ -111,7 +113,8 @@ def summary_table(df: pd.DataFrame, *, n_boot: int = 1000) -> pd.DataFrame:
                          win_vs_real=(np.nan if method == "real"
                                       else win_rate(-g.mae.to_numpy(), -base)),
                          gap_median=float(np.nanmedian(g.mae_val_test_gap))
-                         if g.mae_val_test_gap.notna().any() else np.nan))
+                         if g.mae_val_test_gap.notna().any() else np.nan,
+                         gap_runs=int(g.mae_val_test_gap.notna().sum())))
     t = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     t["_o"] = t.method.map(lambda m: order.get(m, len(order)))
@@ -136,15 +139,18 @@ def summary_markdown(df: pd.DataFrame, *, notes: str = "") -> str:
              "rank by MAE among all arms within a fold (1 = lowest). Win vs real: share of "
              "folds with a lower MAE than standard fine-tuning (ties 1/2). Val-test gap: 1 - "
              "Spearman rho of validation vs test MAE across checkpoints (selection is by "
-             "validation MAE).", "",
+             "validation MAE, ties by log loss); gap runs: the runs the gap median rests on "
+             "(zero-shot has one checkpoint and no gap).", "",
              "| method | volume | runs | median MAE | MAE reduction % [CI] | mean rank "
-             "| win vs real | val-test gap |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+             "| win vs real | val-test gap | gap runs |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in t.itertuples():
         ci = (f" [{r.reduction_lo:+.2f}, {r.reduction_hi:+.2f}]"
               if np.isfinite(r.reduction_lo) else "")
         lines.append(f"| {r.method} | {r.volume:g} | {r.runs} | {r.mae_median:.4g} "
                      f"| {_fmt(r.reduction_median, '{:+.2f}')}{ci} | {_fmt(r.mean_rank, '{:.2f}')} "
-                     f"| {_fmt(r.win_vs_real, '{:.2f}')} | {_fmt(r.gap_median, '{:.2f}')} |")
+                     f"| {_fmt(r.win_vs_real, '{:.2f}')} | {_fmt(r.gap_median, '{:.2f}')} "
+                     f"| {r.gap_runs} |")
     if "domain" in df.columns:
         per = df.groupby(["method", "volume", "domain", "dataset"]).mae_reduction.median()
         d = per.groupby(["method", "volume", "domain"]).median().unstack("domain")

@@ -7,6 +7,13 @@ one fold share them (and ``causalmix`` and ``scm`` share the same fitted SCMs).
 
 Volume v = synthetic rows per real training row in every fine-tuning step. ``real`` and
 ``zeroshot`` use no synthetic rows: they run once per fold, at volume 0.
+
+Val-test gap (``val_test_gap``): 1 - Spearman rho of the checkpoints' validation vs test
+ranking, each by ROC-AUC with ties broken by log loss (``eval.metrics.val_test_gap``); defined
+for every fine-tuned run (each records at least two checkpoints, and at least
+``min_checkpoints`` = 5 unless its steps run out first), NaN for zero-shot (one checkpoint).
+``val_test_gap_auc`` is the ROC-AUC-only correlation, NaN where the validation ROC-AUC is the
+same at every checkpoint (common with 16 validation rows); ``checkpoints`` counts them.
 """
 
 from __future__ import annotations
@@ -117,6 +124,8 @@ class VolumeStudy:
     def _config(self, cfg: dict, m) -> FinetuneConfig:
         return FinetuneConfig(steps=cfg["steps"], lr=cfg["lr"], eval_every=cfg["eval_every"],
                               patience=cfg["patience"], volume=cfg["volume"],
+                              min_checkpoints=cfg.get("min_checkpoints",
+                                                      FinetuneConfig.min_checkpoints),
                               real_in_step=m.real_in_step, pool_rows=cfg.get("pool_rows"),
                               seed=cfg["seed"])
 
@@ -134,10 +143,12 @@ class VolumeStudy:
         row = dict(zero_shot_auc=zs["test_auc"], zero_shot_val_auc=zs["val_auc"])
         if r is None:
             row.update(test_auc=zs["test_auc"], val_auc=zs["val_auc"], val_test_gap=np.nan,
+                       val_test_gap_auc=np.nan, checkpoints=1,
                        best_step=0, steps=0, stopped="none", nan_steps=0, n_syn_step=0,
                        val_curve=[zs["val_auc"]], test_curve=[zs["test_auc"]])
         else:
             row.update(test_auc=r.test_auc, val_auc=r.val_auc, val_test_gap=r.val_test_gap,
+                       val_test_gap_auc=r.val_test_gap_auc, checkpoints=len(r.history),
                        best_step=r.best_step, steps=r.steps, stopped=r.stopped,
                        nan_steps=r.nan_steps, n_syn_step=n_syn,
                        val_curve=[h["val_auc"] for h in r.history],

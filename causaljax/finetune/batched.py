@@ -183,9 +183,9 @@ def finetune_runs(params, mc: ModelConfig, tasks: list[Task], fc: FinetuneConfig
         for r in range(R):
             if stopped[r] is not None:
                 continue
-            (va, vl), te = val[r], test[r][0]
+            (va, vl), (te, tl) = val[r], test[r]
             histories[r].append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te,
-                                     train_loss=float(losses[r])))
+                                     test_loss=tl, train_loss=float(losses[r])))
             if _better((va, vl), best[r]):
                 best[r], best_at[r], since_best[r], improved[r] = (va, vl), step, 0, True
             else:
@@ -210,7 +210,7 @@ def finetune_runs(params, mc: ModelConfig, tasks: list[Task], fc: FinetuneConfig
                 steps_done[r], nan_steps[r] = step, int(total[r])
                 if notfinite[r] >= fc.max_nan_steps:
                     stopped[r] = "nan"
-                elif since_best[r] >= fc.patience:
+                elif since_best[r] >= fc.patience and len(histories[r]) >= fc.min_checkpoints:
                     stopped[r] = "patience"
             if all(s is not None for s in stopped):
                 break

@@ -12,8 +12,10 @@ One step (``train_step``, jitted, pure, buffers donated):
 
 The Python loop (``finetune``) evaluates validation and test ROC-AUC with the REAL training
 rows as context every ``eval_every`` steps (and at step 0), stops after ``patience``
-evaluations without a better validation score (ROC-AUC, or the caller's ``select`` score),
-and returns the best weights.
+evaluations without a better validation score (ROC-AUC, ties: lower validation log loss; or
+the caller's ``select`` score), but not before ``min_checkpoints`` evaluations are recorded
+(so that every run has enough checkpoints for its val-test gap), and returns the best weights.
+A run always records at least two checkpoints (step 0 and its last step).
 
 ``StepShape`` is the static composition of a step; ``step_shape`` derives it from the number
 of real rows, the query share, the synthetic volume (synthetic rows per real row) and the
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from causaljax.eval.metrics import roc_auc, val_test_gap
+from causaljax.eval.metrics import roc_auc, spearman, val_test_gap
 from causaljax.tfm.model import ModelConfig, build, class_mask_logits
 
 EVAL_CHUNK = 256  # query rows per evaluation chunk (fixed: one compilation per context size)
@@ -53,6 +55,7 @@ class FinetuneConfig:
     pool_rows: int | None = None  # None: fresh synthetic rows each step; N: fixed pool of N rows
     eval_every: int = 5
     patience: int = 8  # evaluations without improvement before stopping
+    min_checkpoints: int = 5  # evaluations (step 0 included) before early stopping may stop
     max_nan_steps: int = 5  # consecutive skipped (non-finite) steps before giving up
     seed: int = 0
 
@@ -290,15 +293,25 @@ class Result:
     val_auc: float  # at best_step
     test_auc: float  # at best_step
     steps: int  # optimizer steps taken
-    history: list  # dicts: step, val_auc, val_loss, test_auc, train_loss
+    history: list  # dicts: step, val_auc, val_loss, test_auc, test_loss, train_loss
     nan_steps: int
     stopped: str  # "steps" | "patience" | "nan"
     seconds: float
 
     @property
     def val_test_gap(self) -> float:
-        return val_test_gap([h["val_auc"] for h in self.history],
-                            [h["test_auc"] for h in self.history])
+        """1 - Spearman rho of the validation vs test ranking of the checkpoints, each by
+        ROC-AUC with ties broken by log loss (``causaljax.eval.metrics.val_test_gap``)."""
+        h = self.history
+        return val_test_gap([e["val_auc"] for e in h], [e["test_auc"] for e in h],
+                            [e["val_loss"] for e in h], [e.get("test_loss") for e in h])
+
+    @property
+    def val_test_gap_auc(self) -> float:
+        """1 - Spearman rho of the ROC-AUCs alone (no log-loss tie-break, the definition
+        before issue 25): NaN when the validation ROC-AUC is the same at every checkpoint."""
+        return 1.0 - spearman([e["val_auc"] for e in self.history],
+                              [e["test_auc"] for e in self.history])
 
 
 def _better(new: tuple, best: tuple | None) -> bool:
@@ -340,9 +353,9 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
         proba = ({w: probabilities(state.params, mc, task, w) for w in which}
                  if select is not None else {})
         va, vl = scores(state.params, mc, task, "val", proba=proba.get("val"))
-        te = (scores(state.params, mc, task, "test", proba=proba.get("test"))[0]
-              if evaluate_test else float("nan"))
-        history.append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te,
+        te, tl = (scores(state.params, mc, task, "test", proba=proba.get("test"))
+                  if evaluate_test else (float("nan"), float("nan")))
+        history.append(dict(step=step, val_auc=va, val_loss=vl, test_auc=te, test_loss=tl,
                             train_loss=float(loss)))
         if select is not None:
             va = select(proba["val"], "val")
@@ -362,7 +375,7 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
             if int(state.opt_state.notfinite_count) >= fc.max_nan_steps:
                 stopped = "nan"
                 break
-            if since_best >= fc.patience:
+            if since_best >= fc.patience and len(history) >= fc.min_checkpoints:
                 stopped = "patience"
                 break
     at_best = next(h for h in history if h["step"] == best_at)
