@@ -64,6 +64,8 @@ from causallearn.utils.cit import NO_SPECIFIED_PARAMETERS_MSG, CIT_Base, registe
 from joblib import Parallel, delayed
 from scipy.stats import chi2
 
+from causaljax import progress
+
 ALGORITHMS = ("pc", "fci")
 MIN_ROWS = 20
 COLLINEAR_TOL = 1e-6  # residual variance share below which a column counts as collinear
@@ -295,14 +297,18 @@ def _remove_by_possible_dsep(graph, test, alpha, sep_sets, depth: int):
 
 
 def _map(fn, tasks, n_jobs):
-    """[fn(*t) for t in tasks]; in joblib's reusable loky process pool when n_jobs > 1
+    """fn(*t) for t in tasks, yielded in order under a progress bar ("discovery", one tick per
+    task; see causaljax.progress); in joblib's reusable loky process pool when n_jobs > 1
     (fresh worker processes: no fork of a multithreaded JAX parent, no __main__ guard)."""
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     if n_jobs == 1 or len(tasks) == 1:
-        return [fn(*t) for t in tasks]
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(fn)(*t) for t in tasks)
+        results = (fn(*t) for t in tasks)
+    else:
+        results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(fn)(*t) for t in tasks)
+    return progress.bar(results, total=len(tasks), desc="discovery", unit="run")
 
 
 def _resample_rows(rng, n: int, n_bootstrap: int, subsample: float | None) -> np.ndarray:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
+from causaljax import progress
 from causaljax.scm.solvers import adam_mlp, newton_glm
 from causaljax.scm.trees import (
     hgb_classifier_arrays,
@@ -348,7 +349,7 @@ def _fit_trees(p: _Problem, ids, weight_n, rng):
     rows = np.flatnonzero(weight_n > 0)
     out = _empty_params(p, len(ids))
     with threadpool_limits(p.opts["tree_threads"]):
-        for i, t in enumerate(ids):
+        for i, t in enumerate(progress.bar(ids, desc="scm.fit trees", unit="task")):
             fitted = _fit_tree_task(p, t, rows, p.tasks.categorical[t], seed)
             if fitted is not None:
                 out["trees"][i], out["lin_b"][i] = fitted
