@@ -63,13 +63,14 @@ def disabled(flag: bool = True):
 
 
 def bar(iterable=None, *, total=None, desc: str | None = None, unit: str = "it",
-        leave: bool = False, **kwargs):
-    """A tqdm bar on stderr, disabled unless ``enabled()``; inner bars (``leave=False``)
-    disappear when done."""
+        leave: bool = False, show: bool = True, **kwargs):
+    """A tqdm bar on stderr, disabled unless ``show`` and ``enabled()``; inner bars
+    (``leave=False``) disappear when done."""
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave,
-                disable=not enabled(), file=sys.stderr, dynamic_ncols=True, **kwargs)
+                disable=not (show and enabled()), file=sys.stderr, dynamic_ncols=True,
+                **kwargs)
 
 
 def echo(message: str) -> None:

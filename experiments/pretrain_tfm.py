@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from causaljax import progress
 from causaljax.prior import PriorConfig
 from causaljax.tfm import checkpoint as ckpt_lib
 from causaljax.tfm.model import ModelConfig, n_params
@@ -192,6 +193,8 @@ def main(argv=None):
     ap.add_argument("--row-buckets", type=int, nargs="+", default=[128, 128, 256, 256, 512],
                     help="rows per prior dataset, one drawn per step (context + queries)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it goes to stderr, and only when it is a terminal)")
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out)
 
@@ -260,14 +263,16 @@ def main(argv=None):
         vl, va = validation_loss(state.params, mc, val, dtype)
         append_csv(os.path.join(args.out, "val_log.csv"), ["step", "wall_s", "val_loss", "val_acc"],
                    [int(state.step), round(wall_now(), 2), vl, va])
-        print(f"step {int(state.step)}  val_loss {vl:.4f}  val_acc {va:.3f}  "
-              f"wall {wall_now() / 60:.1f} min", flush=True)
+        progress.echo(f"step {int(state.step)}  val_loss {vl:.4f}  val_acc {va:.3f}  "
+                      f"wall {wall_now() / 60:.1f} min")
 
     def wall_now():
         return wall + time.perf_counter() - t_start
 
     if int(state.step) == 0:
         run_eval()
+    bar = progress.bar(total=tc.total_steps, initial=int(state.step), desc="pretraining",
+                       unit="step", leave=True, show=not args.no_progress)
     while int(state.step) < tc.total_steps:  # at least one step per call, then the budget
         step = int(state.step)
         rows = bucket_of(step, tc)
@@ -277,9 +282,10 @@ def main(argv=None):
         if pending is not None:
             log(pending)
         pending = (step + 1, rows, metrics, wall_now())
+        bar.update(1)
         if (step + 1) % 25 == 0:
-            print(f"step {step + 1}  loss {float(metrics['loss']):.4f}  "
-                  f"wall {wall_now() / 60:.1f} min", flush=True)
+            progress.echo(f"step {step + 1}  loss {float(metrics['loss']):.4f}  "
+                          f"wall {wall_now() / 60:.1f} min")
         if (step + 1) % args.eval_every == 0:
             run_eval()
         if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:
@@ -293,6 +299,7 @@ def main(argv=None):
             last_ckpt = time.perf_counter()
         if time.perf_counter() - t_start >= budget:
             break
+    bar.close()
     if pending is not None:
         log(pending)
     if int(state.step) % args.eval_every != 0:

@@ -38,12 +38,18 @@ def test_smoke_runs_writes_and_resumes(tmp_path):
     tuned = df[df.method != "zeroshot"]  # 3 checkpoints each (steps 0, 1, 2): a gap each
     assert tuned.val_test_gap.between(0, 2).all() and (tuned.checkpoints == 3).all()
     assert df[df.method == "zeroshot"].val_test_gap.isna().all()
+    # one timing line per stage in the study's log (and on stderr); no bars off a terminal
+    log = (out / "log.txt").read_text()
+    for stage in ("stage inputs:", "stage runs:", "stage outputs:"):
+        assert log.count(stage) == 1 and stage in res.stderr, stage
+    assert "3 run(s); fitting generators" in log and "%|" not in res.stderr
     assert (out / "improvement_vs_volume.png").stat().st_size > 0
     assert (out / "gap_vs_volume.png").stat().st_size > 0
     # rerun: nothing left to do, nothing duplicated
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["ran"] == 0
+    assert (out / "log.txt").read_text().count("stage runs: ") == 2  # appended
     assert sorted((out / "runs").glob("*.parquet")) == runs
 
 

@@ -49,7 +49,8 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out)
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they go to stderr, and only when it is a terminal)")
 
 
 def check_common_arguments(args) -> tuple[int, int]:
@@ -215,12 +216,21 @@ def load_inputs(args, datasets) -> tuple:
     """Tables (suite ``datasets``, or ``args.csv``), the TFM and the SCM families of a study
     whose options come from ``add_finetune_arguments``; checks every table fits the model
     and the splits. -> (tables, params, mc, model id, families); BadInput on any problem."""
+    import time
+
+    from causaljax import progress
+
+    t0 = time.perf_counter()
+    STAGES.clear()
+    progress.take_times()
     families = parse_list(args.families, str, "families")
     tables = load_tables(datasets, csv=getattr(args, "csv", None),
                          target=getattr(args, "target", None))
     params, mc, model_id = load_model(args.checkpoint)
     check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
                  seed=args.seed)
+    log_stage("inputs", time.perf_counter() - t0, f"{len(tables)} table(s) and the TFM "
+              "loaded and checked")
     return tables, params, mc, model_id, families
 
 
@@ -248,20 +258,54 @@ def run_study(configs, run, out, *, progress: bool, **grid_options):
     warnings silenced. -> (store, ids run by this call, seconds)."""
     import time
 
+    from causaljax import progress as progress_lib
     from causaljax.eval.study import ResultsStore, run_grid
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    progress_lib.take_times()
+    with warnings.catch_warnings(), progress_lib.disabled(not progress):
         warnings.simplefilter("ignore")
         ran = run_grid(configs, run, store, progress=progress, **grid_options)
-    return store, ran, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    parts = progress_lib.take_times()
+    log_stage("runs", seconds, f"{len(ran)} run(s)" + "".join(
+        f"; {name} {sec:.1f} s" for name, sec in sorted(parts.items())))
+    _MARK[0] = time.perf_counter()
+    return store, ran, seconds
+
+
+STAGES: list[str] = []  # the timing lines of this process's study (see log_stage)
+_MARK = [0.0]  # when run_study finished: the outputs stage runs from there to print_report
+
+
+def log_stage(name: str, seconds: float, detail: str = "") -> str:
+    """One timing line of a study stage, printed to stderr now and written to the study's
+    ``log.txt`` by ``print_report``."""
+    import sys
+
+    line = f"stage {name}: {seconds:.1f} s" + (f" ({detail})" if detail else "")
+    STAGES.append(line)
+    print(line, file=sys.stderr, flush=True)
+    return line
 
 
 def print_report(text: str, store, ran, configs, seconds: float, out) -> None:
-    """The summary, then one JSON line: runs done now, stored, in the grid, seconds, out."""
+    """The summary, then one JSON line: runs done now, stored, in the grid, seconds, out.
+    Appends the stage timing lines (inputs, runs, outputs) to ``out/log.txt``."""
+    import sys
+    import time
+
+    if _MARK[0]:
+        log_stage("outputs", time.perf_counter() - _MARK[0], "results.parquet, summary.md, "
+                  "plots")
+        _MARK[0] = 0.0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(Path(out) / "log.txt", "a") as f:
+        f.write(f"{stamp} {' '.join(sys.argv)}\n" + "".join(f"  {s}\n" for s in STAGES))
+    STAGES.clear()
     print(text)
     print(json.dumps(dict(ran=len(ran), stored=len(store.done()), grid=len(configs),
                           seconds=round(seconds, 1), out=str(out))))

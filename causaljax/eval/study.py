@@ -96,10 +96,10 @@ def run_grid(configs: Sequence[dict], run: Callable[[dict], dict], store: Result
             by_group.setdefault(run_id({"group": group(item[1])}), []).append(item)
         batches = list(by_group.values())
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    if progress:  # shown on a terminal only (causaljax.progress)
+        from causaljax.progress import bar as progress_bar
 
-        bar = tqdm(total=len(pending), desc=desc, unit="run", dynamic_ncols=True)
+        bar = progress_bar(total=len(pending), desc=desc, unit="run", leave=True)
     ran = []
     try:
         for batch in batches:

@@ -25,6 +25,7 @@ import zlib
 import jax
 import numpy as np
 
+from causaljax import progress
 from causaljax.data import low_data_splits
 from causaljax.eval.metrics import headroom_improvement, relative_improvement
 from causaljax.finetune import methods as methods_lib
@@ -116,8 +117,9 @@ class VolumeStudy:
             train = self.table(cfg).take(self.split(cfg).train)
             opts = self.generator_options.get(generator, {})
             gkey = jax.random.fold_in(self.fold_key(cfg), zlib.crc32(generator.encode()))
-            self._sources[key] = make_source(generator, train, key=gkey, n_rows=pool,
-                                             tfm=TFM(self.params, self.mc), **opts)
+            with progress.timed("fitting generators"):  # the study log's stage timings
+                self._sources[key] = make_source(generator, train, key=gkey, n_rows=pool,
+                                                 tfm=TFM(self.params, self.mc), **opts)
         return self._sources[key]
 
     # ---- one run ----
