@@ -1,6 +1,6 @@
 """Does the structural depth of the fitted SCMs (longest path in the DAG) correlate with the
 convergence stability of fine-tuning (variance across seeds, val-test gap)? (research question
-2 of research/method.md)
+2 of docs/method.md)
 
 Commands:
     python experiments/depth_stability.py           # default study, ~2.5 min on 2 CPU cores

@@ -1,5 +1,5 @@
 """Does scaling synthetic volume help for regression too (mean absolute error), and across
-domains? (research question 3 of research/method.md; for classification, scale_volume.py's
+domains? (research question 3 of docs/method.md; for classification, scale_volume.py's
 summary has the by-domain table.)
 
 Commands:

@@ -1,5 +1,5 @@
 """How does the volume of SCM-synthetic data during fine-tuning change the gain over zero-shot
-and over standard fine-tuning? (research question 1 of research/method.md)
+and over standard fine-tuning? (research question 1 of docs/method.md)
 
 Commands:
     python experiments/scale_volume.py                       # default study, <= 10 min on 2 CPU cores

@@ -1,5 +1,5 @@
 """Cross-domain transfer: fine-tune with (real + synthetic) rows of one domain, evaluate
-robustness on another (research question 4 of research/method.md).
+robustness on another (research question 4 of docs/method.md).
 
 Commands:
     python experiments/transfer.py                   # health vs finance, ~2 min on 2 CPU cores

@@ -13,7 +13,7 @@ import pandas as pd
 from causaljax.eval.metrics import bootstrap_ci, ranks, win_rate
 
 # Bühler, Purucker, Hutter (arXiv 2601.04110): median normalized ROC-AUC improvement over
-# zero-shot and median validation-test correlation gap (copied from research/method.md).
+# zero-shot and median validation-test correlation gap (copied from docs/method.md).
 PAPER_IMPROVEMENT = {"causalmix": 0.12, "real": 0.10, "ctgan": -0.01, "tabebm": -0.04,
                      "copula": -0.09}  # copula stands in for the paper's "TableAugment"
 PAPER_GAP = {"real": 0.67, "causalmix": 0.30}
