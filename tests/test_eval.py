@@ -229,3 +229,32 @@ def test_volume_study_drops_caches_when_the_dataset_changes(monkeypatch):
     assert "a-fold0" in study._sources and not cleared
     study._enter("b")
     assert not study._sources and not study._tasks and cleared == [1]
+
+
+def test_plot_keeps_every_arm_visible():
+    """Each method has its own marker and a horizontal shift, so the volume-0 point that
+    every synthetic curve shares with "real" shows all of them; "real" is drawn on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from causaljax.eval.plots import OFFSET_POINTS, draw_curves
+
+    rows = [("zeroshot", 0.0, 0.0), ("real", 0.0, 0.1), ("causalmix", 1.0, 0.2),
+            ("causalmix", 4.0, 0.3), ("scm", 1.0, 0.1), ("copula", 1.0, 0.05)]
+    t = pd.DataFrame([dict(method=m, volume=v, headroom_median=y, headroom_lo=y - 0.05,
+                           headroom_hi=y + 0.05) for m, v, y in rows])
+    fig, ax = plt.subplots()
+    ax.set_xscale("symlog", linthresh=0.5)
+    lines = draw_curves(ax, t, "headroom")
+    assert set(lines) == {"real", "causalmix", "scm", "copula"}  # zero-shot is the reference
+    assert len({ln.get_marker() for ln in lines.values()}) == 4
+    assert lines["real"].get_zorder() > max(ln.get_zorder() for m, ln in lines.items()
+                                            if m != "real")
+    fig.canvas.draw()
+    # display x of each line's volume-0 point (all at the same data point (0, 0.1))
+    x0 = sorted(ln.get_transform().transform((0.0, 0.1))[0] for ln in lines.values())
+    gaps_pt = np.diff(x0) * 72.0 / fig.dpi
+    np.testing.assert_allclose(gaps_pt, OFFSET_POINTS, rtol=1e-6)
+    plt.close(fig)

@@ -25,16 +25,49 @@ def _curves(t, value: str):
         yield method, g.volume.to_numpy(np.float64), g[cols].to_numpy(np.float64)
 
 
+MARKERS = ("s", "^", "D", "v", "P", "X", "<", ">")  # synthetic methods; "real" is a star
+OFFSET_POINTS = 4.0  # horizontal shift between the methods' markers, in points
+
+
+def draw_curves(ax, t, value: str) -> dict:
+    """One line per method on ``ax``, each with its own marker and a small horizontal shift
+    (in points, so it does not depend on the axis scale), and "real" drawn last, on top, as
+    a large star: every arm stays visible where the curves share a point (each synthetic
+    curve starts at the volume-0 "real" point). -> method: Line2D."""
+    from matplotlib.transforms import offset_copy
+
+    curves = list(_curves(t, value))
+    curves.sort(key=lambda c: c[0] == "real")  # real last: drawn on top
+    lines, synthetic = {}, 0
+    for i, (method, vol, y) in enumerate(curves):
+        shift = (i - (len(curves) - 1) / 2) * OFFSET_POINTS
+        trans = offset_copy(ax.transData, fig=ax.figure, x=shift, y=0.0, units="points")
+        med, lo, hi = y[:, 0], y[:, 1], y[:, 2]
+        if method == "real":
+            style = dict(marker="*", markersize=13, color="black", zorder=5, ls="none",
+                         markeredgecolor="white")
+        else:
+            style = dict(marker=MARKERS[synthetic % len(MARKERS)], markersize=6, zorder=3,
+                         alpha=0.9)
+            synthetic += 1
+        line, = ax.plot(vol, med, label=method, transform=trans, **style)
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        if ok.any() and method != "real":
+            ax.fill_between(vol[ok], lo[ok], hi[ok], alpha=0.1, color=line.get_color(),
+                            transform=trans)
+        elif ok.any():  # one point: its CI as an error bar
+            ax.errorbar(vol[ok], med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]],
+                        fmt="none", ecolor="black", capsize=3, zorder=4, transform=trans)
+        lines[method] = line
+    return lines
+
+
 def plot_curves(t, value: str, ylabel: str, path: str, zero_line: bool) -> str:
     """Median of column family ``value`` (``value``_median / _lo / _hi of a summary table) vs
-    volume, one line per method with its CI band; written atomically to ``path``."""
+    volume, one line per method with its CI band (``draw_curves``); written atomically to
+    ``path``."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, vol, y in _curves(t, value):
-        med, lo, hi = y[:, 0], y[:, 1], y[:, 2]
-        line, = ax.plot(vol, med, marker="o", label=method)
-        ok = np.isfinite(lo) & np.isfinite(hi)
-        if ok.any():
-            ax.fill_between(vol[ok], lo[ok], hi[ok], alpha=0.1, color=line.get_color())
+    draw_curves(ax, t, value)
     if zero_line:
         ax.axhline(0.0, color="gray", lw=0.8, ls="--")
     ax.set_xscale("symlog", linthresh=0.5)
