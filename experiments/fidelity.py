@@ -6,7 +6,8 @@ Commands:
     python experiments/fidelity.py --datasets pima credit_g          # the study's 64-row splits
     python experiments/fidelity.py --datasets pima --n-train 0       # fit on half the rows
     python experiments/fidelity.py --simulate linear --d 15 --sim-seed 3   # known DAG
-    python experiments/fidelity.py --simulate nonlinear --edge-rule legacy --generators scm
+    python experiments/fidelity.py --simulate nonlinear --edge-rule legacy --dag-sampler pairs \
+        --generators scm                                             # the rule before issue 23
 
 Per dataset: a stratified split like the volume study's (``--n-train`` rows, default 64; 0 =
 half the rows, at most 2000), every generator fitted to the training rows, ``--rows``
@@ -48,7 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--algorithms", default="pc,fci")
     p.add_argument("--subsample", default="0.5", help="a fraction, or 'none' (bootstrap)")
     p.add_argument("--edge-rule", default="adjacency")
-    p.add_argument("--threshold", type=float, default=None, help="edge threshold (none)")
+    p.add_argument("--dag-sampler", choices=("runs", "pairs"), default="runs",
+                   help="runs: each DAG one discovery run, consistently extended; pairs: "
+                        "per-pair draws from P (the rule before issue 23)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="edge threshold (with --dag-sampler pairs; default none)")
     p.add_argument("--families", default="linear,trees")
     p.add_argument("--checkpoint", default="default", help="TFM weights (TabEBM's energy)")
     p.add_argument("--seed", type=int, default=0)
@@ -62,6 +67,7 @@ def scm_options(args) -> dict:
     return dict(k=args.k_scms, n_bootstrap=args.n_bootstrap,
                 algorithms=tuple(args.algorithms.split(",")), subsample=sub,
                 edge_rule=args.edge_rule, threshold=args.threshold,
+                dag_sampler=args.dag_sampler,
                 families=tuple(args.families.split(",")))
 
 
