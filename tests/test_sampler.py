@@ -23,7 +23,8 @@ FAMILIES = {
 
 # (strategy, specialise on the static column layout)
 VARIANTS = {"walk": ("walk", False), "parallel": ("parallel", False), "typed": ("parallel", True),
-            "solve": ("solve", True), "solve_rounding": ("solve", True)}
+            "solve": ("solve", True), "solve_rounding": ("solve", True),
+            "grouped": ("grouped", False)}
 
 
 def _propagate(scm, eps, u, variant, jit=False, **kwargs):
@@ -32,6 +33,8 @@ def _propagate(scm, eps, u, variant, jit=False, **kwargs):
     assert not typed or levels is not None
     if variant == "solve_rounding":  # state rows for the integer columns only (as ``sample``)
         kwargs["rounding"] = sampler.static_rounding(scm, levels)
+    if strategy == "grouped":  # the compact layout is built on the host, outside jit
+        scm = sampler.as_compact(scm)
     fn = lambda s, e, v: sampler.propagate(s, e, v, strategy=strategy, levels=levels, **kwargs)
     return (jax.jit(fn) if jit else fn)(scm, eps, u)
 
@@ -267,7 +270,7 @@ def test_solve_needs_linear_mechanisms():
     scm = make_scm(seed=22, k=1, n_levels=(0, 0, 0), hidden=4)
     with pytest.raises(ValueError, match="solve"):
         sampler.sample(scm, jax.random.key(0), 5, strategy="solve")
-    assert sampler._plan(scm, "auto")[0] == "walk"
+    assert sampler._plan(scm, "auto")[0] == "grouped"  # concrete: the compact layout
     assert sampler._plan(make_scm(seed=22, k=1, n_levels=(0, 2, 0)), "auto")[0] == "solve"
 
 
@@ -315,7 +318,7 @@ def test_hash_rng_draws_match_reference_marginals():
         assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-3 / a.shape[1], j
 
 
-@pytest.mark.parametrize("variant", ["walk", "parallel", "typed"])
+@pytest.mark.parametrize("variant", ["walk", "parallel", "typed", "grouped"])
 @pytest.mark.parametrize("budget", [6, 2**13])
 def test_tree_tables_match_numpy_reference(variant, budget):
     """Trees turned into lookup tables (all of them, or with a budget that leaves some to the

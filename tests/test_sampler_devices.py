@@ -20,6 +20,8 @@ SCRIPT = textwrap.dedent("""
         sharded = sampler.sample(scm, key, n, rng=rng)  # several devices -> sharded
         assert len(sharded.sharding.device_set) == 8, sharded.sharding
         strategy, levels = sampler._plan(scm, "auto")
+        if strategy == "grouped":
+            scm = sampler.as_compact(scm)
         single = sampler._sample(scm, key, np.zeros(4, bool), np.zeros(4, np.float32),
                                  n=n, strategy=strategy, levels=levels, rng=rng)
         np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), rtol=1e-6, atol=1e-6)

@@ -8,9 +8,11 @@ import pytest
 from dowhy import gcm
 from threadpoolctl import threadpool_limits
 
+from causaljax import sampler
 from causaljax.data import Table
 from causaljax.scm.dowhy import dowhy_frame, from_dowhy
 from causaljax.scm.mechanisms import (
+    compact_outputs,
     all_node_outputs,
     categorical_probs,
     encode_slots,
@@ -69,10 +71,16 @@ def _shuffled(table, seed=1):
 
 def _check_matches(model, table, scm):
     one = masked_params(jax.tree.map(lambda x: x[0], scm))
+    one_compact = jax.tree.map(lambda x: x[0], sampler.as_compact(scm))
     for tab in (table, _shuffled(table)):
         df = dowhy_frame(tab)
         z = encode_slots(jax.numpy.asarray(tab.values), one.slot_column, one.slot_level)
         out = np.asarray(all_node_outputs(one, z))  # [n, d, C]
+        # the compact layout (parents only, each family for its own nodes) gives the same
+        compact = np.asarray(compact_outputs(one_compact, jax.numpy.asarray(tab.values.T)))
+        nonroot = np.asarray(scm.kind[0]) != ROOT
+        np.testing.assert_allclose(compact.transpose(2, 0, 1)[:, nonroot], out[:, nonroot],
+                                   rtol=1e-5, atol=1e-4)
         for j, node in enumerate(table.names):
             parents = sorted(model.graph.predecessors(node))
             if not parents:

@@ -174,3 +174,60 @@ def inverse_cdf(probs_nxc: jax.Array, u_n: jax.Array, n_levels, axis: int = -1) 
     cdf = jnp.cumsum(probs_nxc, axis=axis)
     code = (cdf < jnp.expand_dims(u_n, axis)).sum(axis=axis)
     return jnp.minimum(code, n_levels - 1).astype(probs_nxc.dtype)
+
+
+# ----------------------------------------------------------------------------- compact layout
+def member_inputs(x_dxn: jax.Array, in_col_wxr: jax.Array, in_level_wxr: jax.Array) -> jax.Array:
+    """Column-major rows f32[d, n] -> the inputs of W members of a ``compact.Group``,
+    f32[W, R, n]: raw value (level -1), one-hot indicator (level >= 0) or 0 (padding)."""
+    vals = x_dxn[in_col_wxr]  # [W, R, n]: whole rows gathered (contiguous)
+    lev = in_level_wxr[..., None]
+    return jnp.where(lev == -1, vals, jnp.where(lev >= 0, (vals == lev).astype(vals.dtype), 0.0))
+
+
+def _per_member(fn, z_wxrxn, *params):
+    """Apply a row-major one-node evaluator fn(z f32[n, R], *params) -> f32[n, C] to every
+    member: f32[W, C, n]."""
+    return jax.vmap(lambda z, *p: fn(z.T, *p).T)(z_wxrxn, *params)
+
+
+def group_outputs(family: str, params: dict, z_wxrxn: jax.Array, tree_depth: int = 0):
+    """Mechanism outputs f32[W, C, n] of W members of one family (``compact.FAMILY_PARAMS``)
+    from their inputs f32[W, R, n]."""
+    p = params
+    if family == "linear":
+        return jnp.einsum("wrc,wrn->wcn", p["w"], z_wxrxn)
+    if family == "quadratic":
+        zz = z_wxrxn[:, :, None, :] * z_wxrxn[:, None, :, :]  # [W, R, R, n]
+        return jnp.einsum("wabc,wabn->wcn", p["w"], zz)
+    if family == "cubic":
+        W, P = p["idx"].shape[:2]
+        f = jnp.take_along_axis(z_wxrxn, p["idx"].reshape(W, P * 3)[..., None], axis=1)
+        f = f.reshape(W, P, 3, -1)
+        return jnp.einsum("wpc,wpn->wcn", p["w"], f[:, :, 0] * f[:, :, 1] * f[:, :, 2])
+    if family == "mlp":
+        h = jnp.einsum("wrh,wrn->whn", p["w1"], z_wxrxn) + p["b1"][..., None]
+        return jnp.einsum("whc,whn->wcn", p["w2"], jax.nn.relu(h))
+    if family == "trees":
+        fn = lambda z, *t: tree_outputs(z, *t, tree_depth)
+        return _per_member(fn, z_wxrxn, p["feature"], p["threshold"], p["left"], p["right"],
+                           p["value"])
+    if family == "tables":
+        return _per_member(table_outputs, z_wxrxn, p["slot"], p["edges"], p["remap"],
+                           p["value"], p["channel"])
+    raise ValueError(f"unknown mechanism family {family!r}")
+
+
+def compact_outputs(c, x_dxn: jax.Array) -> jax.Array:
+    """Mechanism outputs of every node of ONE SCM in the compact layout (``c``: a
+    ``compact.CompactSCM`` without the k axis) on given column-major rows f32[d, n]:
+    f32[d, C, n] (roots: 0). The same values as ``all_node_outputs`` on the dense SCM."""
+    from causaljax.scm.compact import PAD_LEVEL
+
+    d, n = x_dxn.shape
+    out = jnp.broadcast_to(c.bias[:, :, None], (d, c.bias.shape[-1], n))
+    for g in c.groups:
+        vals = group_outputs(g.family, g.params, member_inputs(x_dxn, g.in_col, g.in_level),
+                             c.tree_depth)
+        out = out.at[g.node].add(jnp.where((g.level != PAD_LEVEL)[:, None, None], vals, 0.0))
+    return out

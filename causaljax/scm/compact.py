@@ -1,0 +1,313 @@
+"""The compact layout of a fitted SCM ensemble: a family's parameters exist only for the nodes
+that use it, and every mechanism reads only its node's parents.
+
+The dense contract of ``causaljax.scm.types`` gives every node every family over every input
+slot (a mask keeps non-parents out), which is the right shape for builders but makes a draw
+pay d x (the costliest family) x (all slots): three polynomial nodes make all twenty evaluate
+a full quadratic form of the row. ``compact(scm)`` (host side, NumPy, from a concrete SCM)
+regroups the same parameters:
+
+* one ``Group`` per mechanism family present (linear, quadratic, cubic, MLP, traversed
+  trees, tree tables), holding only the (SCM, node) pairs whose parameters of that family are
+  not all zero: G members per SCM (the largest count over the k SCMs; padding members have
+  ``level = PAD_LEVEL`` and zero parameters);
+* each member reads its node's parent slots only, R of them (the largest in-degree in slots
+  among the family's members; ``in_col`` / ``in_level``, padding inputs read 0), and its
+  parameters are re-indexed onto those R inputs;
+* members are sorted by their node's topological *level* (longest path from a root), so the
+  members of one level are contiguous: the sampler's sweep for level l evaluates a window
+  of ``width`` members starting at the first one of level l (W = the most members of one
+  level in any SCM), not the whole family; likewise the nodes (``by_level``, windows of
+  ``CompactSCM.width`` nodes).
+
+The cost of a draw is then ~ sum over families of (members x parents-sized work), plus O(d)
+elementwise work per level. Values are those of the dense evaluation (the same terms, summed
+over parents instead of over masked slots: equal up to float rounding). Shapes (``k`` SCMs,
+``d`` nodes, ``C`` channels, ``M = G + W`` members incl. the window padding, ``R`` inputs)::
+
+    Group.node      int32[k, M]        member's node
+    Group.level     int32[k, M]        its node's level, ascending (PAD_LEVEL: padding)
+    Group.in_col    int32[k, M, R]     column read by each input
+    Group.in_level  int32[k, M, R]     -1 raw value, >= 0 one-hot level, PAD_INPUT: reads 0
+    Group.params    {name: f32/int32[k, M, ...]}, see ``FAMILY_PARAMS``
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from causaljax.scm.types import ROOT, SCM, check_shapes
+
+PAD_LEVEL = 2**30  # level of a padding member: sorts last, matches no sweep
+PAD_INPUT = -2  # in_level of an unused input slot: the input reads 0
+
+# parameters of each family, per member (after the leading [k, M] axes)
+FAMILY_PARAMS = {
+    "linear": ("w",),  # w f32[R, C]
+    "quadratic": ("w",),  # w f32[R, R, C]
+    "cubic": ("idx", "w"),  # idx int32[P, 3] (input positions), w f32[P, C]
+    "mlp": ("w1", "b1", "w2"),  # f32[R, H], f32[H], f32[H, C]
+    "trees": ("feature", "threshold", "left", "right", "value"),  # [T, N] (feature: input pos)
+    "tables": ("slot", "edges", "remap", "value", "channel"),  # TreeTables per node (slot: pos)
+}
+
+
+@struct.dataclass
+class Group:
+    node: np.ndarray
+    level: np.ndarray
+    in_col: np.ndarray
+    in_level: np.ndarray
+    params: dict
+    family: str = struct.field(pytree_node=False, default="linear")
+    width: int = struct.field(pytree_node=False, default=1)  # W: members evaluated per level
+
+    @property
+    def n_members(self) -> int:
+        return self.node.shape[1]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.in_col.shape[2]
+
+
+@struct.dataclass
+class CompactSCM:
+    """A fitted SCM ensemble in the compact layout (see the module docstring). The noise,
+    node kinds and levels are those of the dense ``SCM``; ``bias`` is its ``lin_b``."""
+    kind: np.ndarray  # int32[k, d]
+    n_levels: np.ndarray  # int32[k, d]
+    is_integer: np.ndarray  # bool[k, d]
+    noise: np.ndarray  # f32[k, d, m]
+    depth: np.ndarray  # int32[k]
+    level: np.ndarray  # int32[k, d]: longest path from a root to the node (roots: 0)
+    by_level: np.ndarray  # int32[k, d]: the nodes sorted by level (a topological order)
+    rank: np.ndarray  # int32[k, d]: position of each node in ``by_level``
+    bias: np.ndarray  # f32[k, d, C]
+    groups: tuple  # Group per family present
+    categorical: tuple = struct.field(pytree_node=False, default=())  # columns with levels
+    width: int = struct.field(pytree_node=False, default=1)  # most nodes on one level >= 1
+    tree_depth: int = struct.field(pytree_node=False, default=0)
+    names: tuple = struct.field(pytree_node=False, default=())
+
+    @property
+    def k(self) -> int:
+        return self.kind.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.kind.shape[1]
+
+    @property
+    def n_channels(self) -> int:
+        return self.bias.shape[-1]
+
+    def multiply_adds(self) -> float:
+        """Multiply-adds per drawn row that the mechanisms need, averaged over the k SCMs
+        (parents only, members only; a tree or table lookup counts its gathers): the
+        arithmetic a draw cannot avoid, to set throughput against."""
+        total = 0.0
+        for g in self.groups:
+            members = (np.asarray(g.level) != PAD_LEVEL).sum() / self.k
+            total += members * _member_cost(g, self.n_channels)
+        return float(total)
+
+
+def _member_cost(g: Group, C: int) -> float:
+    R, p = g.n_inputs, g.params
+    if g.family == "linear":
+        return R * C
+    if g.family == "quadratic":
+        return R * R * C
+    if g.family == "cubic":
+        return p["w"].shape[2] * (2 + C)
+    if g.family == "mlp":
+        H = p["w1"].shape[-1]
+        return R * H + H * C
+    if g.family == "trees":
+        T, N = p["feature"].shape[2:]
+        return T * (np.log2(max(N, 2)) + C)
+    G, U = p["remap"].shape[2:4]
+    return U * np.log2(max(p["edges"].shape[-1], 2)) + G * (U + C)
+
+
+# ----------------------------------------------------------------------------- conversion
+def node_levels(parents_dxd: np.ndarray) -> np.ndarray:
+    """int32[d]: the longest directed path from a root to each node of one DAG."""
+    parents = np.asarray(parents_dxd, bool)
+    d = parents.shape[0]
+    level = np.zeros(d, np.int64)
+    for _ in range(d):  # Bellman-Ford style relaxation: at most d - 1 rounds in a DAG
+        new = np.where(parents.any(0), (np.where(parents, level[:, None], -1)).max(0) + 1, 0)
+        if (new == level).all():
+            break
+        level = new
+    return level.astype(np.int32)
+
+
+def _members(active_kxd: np.ndarray, level_kxd: np.ndarray):
+    """Per SCM, its active nodes sorted by level: list of int arrays, and (G, W)."""
+    lists = [np.flatnonzero(a)[np.argsort(lv[np.flatnonzero(a)], kind="stable")]
+             for a, lv in zip(active_kxd, level_kxd)]
+    G = max((len(x) for x in lists), default=0)
+    W = max((np.bincount(lv[x]).max(initial=0) for x, lv in zip(lists, level_kxd) if len(x)),
+            default=0)
+    return lists, G, max(int(W), 1)
+
+
+def _group(family, lists, G, W, level, parent_slots, slot_column, slot_level, build):
+    """One Group: ``build(s, j, slots) -> {name: array}`` gives a member's parameters over
+    its inputs ``slots`` (its parent slots; padded to R by the caller's zeros)."""
+    k = len(lists)
+    M = G + W
+    R = max((len(parent_slots[s][j]) for s in range(k) for j in lists[s]), default=0)
+    R = max(R, 1)
+    node = np.zeros((k, M), np.int32)
+    lev = np.full((k, M), PAD_LEVEL, np.int32)
+    in_col = np.zeros((k, M, R), np.int32)
+    in_level = np.full((k, M, R), PAD_INPUT, np.int32)
+    rows = {}
+    for s in range(k):
+        for i, j in enumerate(lists[s]):
+            slots = parent_slots[s][j]
+            node[s, i], lev[s, i] = j, level[s, j]
+            in_col[s, i, :len(slots)] = slot_column[s, slots]
+            in_level[s, i, :len(slots)] = slot_level[s, slots]
+            for name, value in build(s, j, slots, R).items():
+                rows.setdefault(name, {})[(s, i)] = value
+    params = {}
+    for name, by_member in rows.items():
+        example = next(iter(by_member.values()))
+        arr = np.zeros((k, M) + example.shape, example.dtype)
+        for (s, i), value in by_member.items():
+            arr[s, i] = value
+        params[name] = arr
+    return Group(node=node, level=lev, in_col=in_col, in_level=in_level, params=params,
+                 family=family, width=W)
+
+
+def _local(index, slots) -> np.ndarray:
+    """Dense slot indices -> positions in ``slots`` (a member's inputs); others -> 0."""
+    index = np.asarray(index)
+    lookup = np.zeros(max(int(index.max(initial=0)), int(slots.max(initial=0))) + 1, np.int32)
+    lookup[slots] = np.arange(len(slots), dtype=np.int32)
+    return np.where(np.isin(index, slots), lookup[index], 0).astype(np.int32)
+
+
+def _padded(a, R, axes):
+    """Zero-pad ``a`` to length R on each of ``axes``."""
+    pad = [(0, 0)] * a.ndim
+    for ax in axes:
+        pad[ax] = (0, R - a.shape[ax])
+    return np.pad(a, pad)
+
+
+def compact(scm: SCM) -> CompactSCM:
+    """The compact layout of a concrete (host) ``SCM``, as device arrays; see the module
+    docstring."""
+    check_shapes(scm)
+    a = {f: np.asarray(getattr(scm, f)) for f in scm.__dataclass_fields__
+         if f not in ("tree_depth", "names", "tree_tables")}
+    k, d = a["parents"].shape[:2]
+    parents, slot_column, slot_level = a["parents"], a["slot_column"], a["slot_level"]
+    level = np.stack([node_levels(p) for p in parents])
+    # parent_slots[s][j]: the slots of node j's parents, in slot order
+    feeds = parents[np.arange(k)[:, None], slot_column, :]  # [k, S, d]
+    parent_slots = [[np.flatnonzero(feeds[s, :, j]) for j in range(d)] for s in range(k)]
+    nonroot = a["kind"] != ROOT
+
+    def nonzero_on_parents(w):  # [k, d, S, ...] -> active [k, d]
+        m = feeds.transpose(0, 2, 1).reshape(k, d, -1, *([1] * (w.ndim - 3)))
+        return ((w * m) != 0).reshape(k, d, -1).any(-1) & nonroot
+
+    groups, specs = [], []
+    lin_w = a["lin_w"]
+    specs.append(("linear", nonzero_on_parents(lin_w),
+                  lambda s, j, sl, R: {"w": _padded(lin_w[s, j, sl], R, [0])}))
+    if a["quad_w"].shape[2]:
+        q = a["quad_w"]
+        fq = feeds.transpose(0, 2, 1).astype(bool)
+        active = (((q * (fq[:, :, :, None] & fq[:, :, None, :])[..., None]) != 0)
+                  .reshape(k, d, -1).any(-1) & nonroot)
+        specs.append(("quadratic", active,
+                      lambda s, j, sl, R: {"w": _padded(q[s, j][np.ix_(sl, sl)], R, [0, 1])}))
+    if a["cube_w"].shape[2]:
+        idx, cw = a["cube_idx"], a["cube_w"]
+        fq = feeds.transpose(0, 2, 1).astype(bool)  # [k, d, S]
+        keep = (fq[np.arange(k)[:, None, None, None], np.arange(d)[None, :, None, None], idx]
+                .all(-1) & (cw != 0).any(-1))  # [k, d, P]
+        P = max(int(keep.sum(-1).max(initial=0)), 1)
+
+        def cube(s, j, sl, R):
+            p = np.flatnonzero(keep[s, j])
+            local = _local(idx[s, j, p], sl)
+            out_idx = np.zeros((P, 3), np.int32)
+            out_w = np.zeros((P, cw.shape[-1]), np.float32)
+            out_idx[:len(p)], out_w[:len(p)] = local, cw[s, j, p]
+            return {"idx": out_idx, "w": out_w}
+
+        specs.append(("cubic", keep.any(-1) & nonroot, cube))
+    if a["mlp_w1"].shape[-1]:
+        w1, b1, w2 = a["mlp_w1"], a["mlp_b1"], a["mlp_w2"]
+        active = (w2 != 0).reshape(k, d, -1).any(-1) & nonroot
+        specs.append(("mlp", active, lambda s, j, sl, R: {
+            "w1": _padded(w1[s, j, sl], R, [0]), "b1": b1[s, j], "w2": w2[s, j]}))
+    if a["tree_feature"].shape[2]:
+        tf, tv = a["tree_feature"], a["tree_value"]
+        active = (tv != 0).reshape(k, d, -1).any(-1) & nonroot
+
+        def trees(s, j, sl, R):
+            return {"feature": _local(tf[s, j], sl), "threshold": a["tree_threshold"][s, j],
+                    "left": a["tree_left"][s, j], "right": a["tree_right"][s, j],
+                    "value": tv[s, j]}
+
+        specs.append(("trees", active, trees))
+    if scm.tree_tables is not None:
+        tt = {f: np.asarray(getattr(scm.tree_tables, f))
+              for f in ("slot", "edges", "remap", "value", "channel")}
+        active = (tt["channel"] != 0).reshape(k, d, -1).any(-1) & nonroot
+
+        def tables(s, j, sl, R):
+            out = {f: tt[f][s, j] for f in tt}
+            out["slot"] = _local(tt["slot"][s, j], sl)
+            return out
+
+        specs.append(("tables", active, tables))
+    for family, active, build in specs:
+        lists, G, W = _members(active, level)
+        if G:
+            groups.append(_group(family, lists, G, W, level, parent_slots, slot_column,
+                                 slot_level, build))
+    n_levels = a["n_levels"]
+    by_level = np.argsort(level, axis=1, kind="stable").astype(np.int32)
+    rank = np.argsort(by_level, axis=1).astype(np.int32)
+    width = max(int(np.bincount(lv[lv > 0]).max(initial=0)) for lv in level)
+    categorical = tuple(int(j) for j in np.flatnonzero((n_levels > 0).any(0)))
+    with jax.ensure_compile_time_eval():  # device arrays even when called under a trace
+        return jax.tree.map(jnp.asarray, CompactSCM(
+            kind=a["kind"].astype(np.int32), n_levels=n_levels.astype(np.int32),
+            is_integer=a["is_integer"].astype(bool), noise=a["noise"].astype(np.float32),
+            depth=level.max(1).astype(np.int32), level=level, by_level=by_level, rank=rank,
+            bias=np.where(nonroot[..., None], a["lin_b"], 0).astype(np.float32),
+            groups=tuple(groups), categorical=categorical, width=max(width, 1), tree_depth=int(scm.tree_depth),
+            names=tuple(scm.names)))
+
+
+_CACHE: dict = {}  # id(scm) -> (weak reference to scm, its CompactSCM)
+
+
+def compact_cached(scm: SCM) -> CompactSCM:
+    """``compact(scm)``, built once per SCM object (SCMs are immutable) while it lives."""
+    hit = _CACHE.get(id(scm))
+    if hit is not None and hit[0]() is scm:
+        return hit[1]
+    out = compact(scm)
+    for key in [key for key, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[key]
+    _CACHE[id(scm)] = (weakref.ref(scm), out)
+    return out
