@@ -70,6 +70,8 @@ def main(argv=None):
                     help="encodings of categorical features the TFM's members cycle through")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", default="results/zero_shot.csv")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it goes to stderr, and only when it is a terminal)")
     args = ap.parse_args(argv)
 
     spec = suite()
@@ -79,7 +81,10 @@ def main(argv=None):
     rows = (list(pd.read_csv(args.out).itertuples(index=False, name=None))
             if os.path.exists(args.out) else [])
     done_before = {(r[0], int(r[1])) for r in rows}
-    for name in names:
+    from causaljax import progress
+
+    for name in progress.bar(names, desc="datasets", unit="dataset", leave=True,
+                             show=not args.no_progress):
         if all((name, n) in done_before for n in args.n_train):
             continue
         table = load(name)
