@@ -252,6 +252,8 @@ def test_plot_keeps_every_arm_visible():
     assert len({ln.get_marker() for ln in lines.values()}) == 4
     assert lines["real"].get_zorder() > max(ln.get_zorder() for m, ln in lines.items()
                                             if m != "real")
+    lo, hi = ax.get_ylim()
+    assert lo <= 0.0 and hi >= 0.35  # the limits hold every median and CI (0.0 ... 0.35)
     fig.canvas.draw()
     # display x of each line's volume-0 point (all at the same data point (0, 0.1))
     x0 = sorted(ln.get_transform().transform((0.0, 0.1))[0] for ln in lines.values())

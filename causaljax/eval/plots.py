@@ -59,6 +59,9 @@ def draw_curves(ax, t, value: str) -> dict:
             ax.errorbar(vol[ok], med[ok], yerr=[med[ok] - lo[ok], hi[ok] - med[ok]],
                         fmt="none", ecolor="black", capsize=3, zorder=4, transform=trans)
         lines[method] = line
+        pts = np.column_stack([np.r_[vol, vol, vol], np.r_[med, lo, hi]])
+        ax.update_datalim(pts[np.isfinite(pts).all(1)])  # shifted artists skip autoscaling
+    ax.autoscale_view()
     return lines
 
 
