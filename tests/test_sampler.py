@@ -338,19 +338,30 @@ def test_stacked_sources_with_tree_tables_keep_their_draws():
     """finetune.batched.stack_sources pads tables of different sizes (and an SCM without
     tables) so that every run draws what it drew alone."""
     from causaljax.finetune.batched import stack_sources
-    from causaljax.finetune.sources import SCMSource
+    from causaljax.finetune.sources import scm_source
 
     scms = [tabulate_trees(make_scm(seed=12, k=1, n_trees=2, tree_depth=2), 2**13),
             tabulate_trees(make_scm(seed=13, k=1, n_trees=5, tree_depth=3), 6),
-            make_scm(seed=14, k=1, n_trees=3, tree_depth=2)]
-    stacked = stack_sources([SCMSource(s) for s in scms]).scm
+            make_scm(seed=14, k=1, n_trees=3, tree_depth=2, hidden=3, quad=True),
+            make_scm(seed=15, k=1, n_trees=3, tree_depth=2)]
+    source = stack_sources([scm_source(s) for s in scms])
+    stacked = source.scm
     assert stacked.tree_tables is not None
+    # the compact layouts stack too: groups padded, a family missing in some runs (MLP,
+    # quadratic) all padding there
+    assert {g.family for g in source.compact.groups} >= {"mlp", "quadratic", "trees", "tables"}
+    draw = jax.jit(lambda src, key: src.draw(key, 30))
     for i, scm in enumerate(scms):
         eps, u = sampler.draw_noise(scm, jax.random.key(i), 30)
         one = jax.tree.map(lambda a, i=i: a[i], stacked)
         np.testing.assert_allclose(np.asarray(sampler.propagate(one, eps, u)),
                                    np.asarray(sampler.propagate(scm, eps, u)), rtol=1e-5,
                                    atol=1e-5)
+        mine = jax.tree.map(lambda a, i=i: a[i], source)  # the in-step draw (compact, traced)
+        np.testing.assert_allclose(
+            np.asarray(draw(mine, jax.random.key(i))),
+            np.asarray(sampler.sample(scm, jax.random.key(i), 30, strategy="walk"))[0],
+            rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rng", sampler.RNGS)

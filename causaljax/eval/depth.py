@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from causaljax.eval.volume import VolumeStudy
-from causaljax.finetune.sources import SCMSource
+from causaljax.finetune.sources import scm_source
 
 METRICS = ("seed_std", "gap_mean", "headroom_mean")
 METRIC_TEXT = {"seed_std": "std of test ROC-AUC across seeds",
@@ -56,7 +56,7 @@ class DepthStudy(VolumeStudy):
             return ensemble
         if not 0 <= cfg["dag"] < ensemble.scm.k:
             raise ValueError(f"dag {cfg['dag']} is outside the fold's {ensemble.scm.k} SCMs")
-        return SCMSource(ensemble.scm.select(int(cfg["dag"])))
+        return scm_source(ensemble.scm.select(int(cfg["dag"])))
 
     def run(self, cfg: dict) -> dict:
         row = super().run(cfg)

@@ -38,8 +38,8 @@ from causaljax.finetune.sources import PoolSource, SCMSource
 from causaljax.eval.metrics import roc_auc
 from causaljax.tfm.model import ModelConfig
 
-PADDABLE = ("cube_idx", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2", "tree_feature", "tree_threshold",
-            "tree_left", "tree_right", "tree_value")
+PADDABLE = ("quad_w", "cube_idx", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2", "tree_feature",
+            "tree_threshold", "tree_left", "tree_right", "tree_value")
 
 
 def _stack(trees: list):
@@ -80,8 +80,13 @@ def stack_sources(sources: list):
             stacked = stack_tables([scm.tree_tables for scm in scms],
                                    [scm.parents.shape[:-1] for scm in scms], scms[0].n_channels)
             tables = TreeTables(**{f: jnp.asarray(a) for f, a in stacked.items()})
+        compact = None
+        if all(s.compact is not None for s in sources):
+            from causaljax.scm.compact import stack_compacts
+
+            compact = stack_compacts([s.compact for s in sources])
         return SCMSource(type(scms[0])(**fields, tree_depth=depth, names=scms[0].names,
-                                       tree_tables=tables))
+                                       tree_tables=tables), compact)
     try:
         return _stack(sources)
     except (ValueError, TypeError) as e:

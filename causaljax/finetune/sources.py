@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from causaljax.sampler import sample
+from causaljax.sampler import as_compact, sample
 
 
 @struct.dataclass
@@ -34,11 +34,19 @@ class PoolSource:
 
 @struct.dataclass
 class SCMSource:
-    scm: object  # causaljax.scm.SCM with leading axis k
+    scm: object  # causaljax.scm.SCM with leading axis k (the fitted ensemble, dense layout)
+    compact: object = None  # its compact layout (causaljax.scm.compact), what ``draw`` uses
 
     def draw(self, key, n: int) -> jax.Array:
         """n fresh rows, row r from SCM r mod k."""
         k = self.scm.k
         per = -(-n // k)
-        rows = sample(self.scm, key, per)  # f32[k, per, d]
+        # inside the jitted step the SCM is traced: the compact layout, built on the host by
+        # ``scm_source``, lets the draw evaluate each family only for its own nodes
+        rows = sample(self.scm if self.compact is None else self.compact, key, per)  # [k, per, d]
         return jnp.swapaxes(rows, 0, 1).reshape(per * k, -1)[:n]
+
+
+def scm_source(scm) -> SCMSource:
+    """The source of a concrete (host) SCM ensemble, with its compact layout built here."""
+    return SCMSource(scm, as_compact(scm))

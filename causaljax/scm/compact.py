@@ -311,3 +311,67 @@ def compact_cached(scm: SCM) -> CompactSCM:
         del _CACHE[key]
     _CACHE[id(scm)] = (weakref.ref(scm), out)
     return out
+
+
+# ----------------------------------------------------------------------------- stacking
+FAMILIES = tuple(FAMILY_PARAMS)
+
+
+def _fill(name: str, family: str):
+    """The value that pads array ``name`` of a group: padding members match no level, padding
+    inputs read 0, padding table edges are +inf (no bin moves); everything else 0."""
+    return {"level": PAD_LEVEL, "in_level": PAD_INPUT}.get(
+        name, np.inf if (family, name) == ("tables", "edges") else 0)
+
+
+def _pad_to(a, shape, fill):
+    a = np.asarray(a)
+    return np.pad(a, [(0, t - s) for s, t in zip(a.shape, shape)], constant_values=fill)
+
+
+def stack_compacts(compacts: list) -> CompactSCM:
+    """Several CompactSCMs (same k, d, noise and channel sizes) stacked on a new first axis,
+    every group padded to the largest member count, inputs and parameter sizes (a family
+    missing from some is all padding there), so that each keeps its draws."""
+    first = compacts[0]
+    if any(c.categorical != first.categorical for c in compacts):
+        raise ValueError("compact SCMs with different categorical columns cannot be stacked")
+    groups = []
+    for family in FAMILIES:
+        present = [next((g for g in c.groups if g.family == family), None) for c in compacts]
+        have = [g for g in present if g is not None]
+        if not have:
+            continue
+        width = max(g.width for g in have)
+        M = max(g.n_members - g.width for g in have) + width
+        arrays = {name: [getattr(g, name) for g in have] for name in ("node", "level", "in_col",
+                                                                      "in_level")}
+        arrays.update({f"params.{p}": [g.params[p] for g in have] for p in have[0].params})
+        target = {name: tuple(np.max([a.shape for a in arrs], axis=0)) for name, arrs in
+                  arrays.items()}
+        for name in ("node", "level", "in_col", "in_level"):
+            target[name] = (target[name][0], M) + target[name][2:]
+        for name in target:
+            if name.startswith("params."):
+                target[name] = (target[name][0], M) + target[name][2:]
+
+        def padded(g, name):
+            fill = _fill(name.removeprefix("params."), family)
+            if g is None:
+                return np.full(target[name], fill, np.asarray(arrays[name][0]).dtype)
+            a = g.params[name[7:]] if name.startswith("params.") else getattr(g, name)
+            return _pad_to(a, target[name], fill)
+
+        stacked = {name: np.stack([padded(g, name) for g in present]) for name in target}
+        groups.append(Group(node=stacked["node"], level=stacked["level"],
+                            in_col=stacked["in_col"], in_level=stacked["in_level"],
+                            params={p[7:]: v for p, v in stacked.items() if p.startswith("params.")},
+                            family=family, width=width))
+    fields = {f: np.stack([np.asarray(getattr(c, f)) for c in compacts])
+              for f in ("kind", "n_levels", "is_integer", "noise", "depth", "level", "by_level",
+                        "rank", "bias")}
+    with jax.ensure_compile_time_eval():
+        return jax.tree.map(jnp.asarray, CompactSCM(
+            **fields, groups=tuple(groups), categorical=first.categorical,
+            width=max(c.width for c in compacts),
+            tree_depth=max(c.tree_depth for c in compacts), names=first.names))

@@ -17,7 +17,7 @@ from causaljax.discovery import (
     threshold_probabilities,
 )
 from causaljax.finetune.generators import register
-from causaljax.finetune.sources import SCMSource
+from causaljax.finetune.sources import SCMSource, scm_source
 
 
 def fit_scms(train, *, key, k: int = 8, n_bootstrap: int = 10, algorithms=("pc", "fci"),
@@ -51,4 +51,4 @@ def fit_scms(train, *, key, k: int = 8, n_bootstrap: int = 10, algorithms=("pc",
 
 @register("scm")
 def make_source(train, *, key, n_rows=None, tfm=None, **options) -> SCMSource:
-    return SCMSource(fit_scms(train, key=key, **options))
+    return scm_source(fit_scms(train, key=key, **options))
