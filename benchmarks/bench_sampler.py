@@ -14,7 +14,14 @@ and ``bench_sampler.png`` (throughput vs n) to ``--out``. Parts:
    mechanisms, as GOOD auto-assignment picks there; ``--auto-assign`` runs the assignment
    itself) and one with HistGradientBoosting mechanisms; rows/s at 1e5 and 1e6 rows. The
    boosted trees are converted to lookup tables (``--tree-budget``; ``none``: traversal).
-2. ``datasets``: 64 SCMs × 512 rows × 20 nodes (linear) vs DoWhy's 512-row draws, datasets/s.
+2. ``auto``: the models users have: DoWhy's auto-assigned GOOD (and, ``--full``, BETTER)
+   models on near-linear and nonlinear data (20 nodes; ``--full`` adds 50), next to DoWhy on
+   the same model, with the dense walk (the sampler before the compact layout) and the
+   multiply-adds per row the model needs (``CompactSCM.multiply_adds``).
+   ``datasets``: 64 SCMs × 512 rows × 20 nodes (linear) vs DoWhy's 512-row draws, datasets/s.
+   ``fitted``: 64 SCMs fitted by our ``scm.fit`` (mixed families) on each of five suite
+   datasets × 512 rows, datasets/s, next to DoWhy on the same DAG and rows (its GOOD
+   mechanisms: DoWhy cannot load our SCMs).
 3. ``grid``: random SCMs of each family (linear, MLP, trees) over n, d, k, both propagation
    strategies (topological walk vs ``depth`` parallel sweeps). On a GPU, the share of the
    memory-bandwidth roofline for the bytes written.
@@ -77,14 +84,14 @@ def simulate(n: int, d: int, seed: int, nonlinear: bool) -> pd.DataFrame:
 
 
 def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int,
-              tree_budget: int | None = 2**13):
+              tree_budget: int | None = 2**13, quality: str = "good"):
     """DoWhy SCM on the true DAG-free graph learned from the columns' order (dense upper
     triangle thinned by correlation), fitted with the requested mechanisms."""
     import networkx as nx
     from dowhy import gcm
 
     from causaljax.data import Table
-    from causaljax.scm.dowhy import dowhy_frame, from_dowhy
+    from causaljax.scm.dowhy import dowhy_frame
 
     table = Table.from_pandas(df, target=df.columns[-1])
     frame = dowhy_frame(table)
@@ -96,9 +103,24 @@ def fit_dowhy(df: pd.DataFrame, family: str, auto_assign: bool, seed: int,
         for i in np.argsort(-corr[:j, j])[:3]:
             if corr[i, j] > 0.05:
                 graph.add_edge(names[i], names[j])
+    return fit_dowhy_on(graph, table, frame, family, auto_assign, seed, tree_budget, quality)
+
+
+def fit_dowhy_on(graph, table, frame, family, auto_assign, seed, tree_budget=2**13,
+                 quality="good"):
+    """DoWhy gcm model on ``graph`` fitted to ``frame`` (``auto_assign``: its GOOD / BETTER
+    assignment, else ``family``'s mechanisms), and its conversion ``from_dowhy``."""
+    from dowhy import gcm
+
+    from causaljax.scm.dowhy import from_dowhy
+
+    names = list(frame.columns)
     model = gcm.StructuralCausalModel(graph)
     if auto_assign:
-        gcm.auto.assign_causal_mechanisms(model, frame, quality=gcm.auto.AssignmentQuality.GOOD)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gcm.auto.assign_causal_mechanisms(
+                model, frame, quality=getattr(gcm.auto.AssignmentQuality, quality.upper()))
     else:
         for node in names:
             if graph.in_degree(node) == 0:
@@ -161,6 +183,101 @@ def bench_datasets(args, results):
         print(f"[datasets] 64 SCMs x 512 rows x 20 nodes: DoWhy {1 / t_dowhy:8.1f} datasets/s, "
               f"causaljax ({row['strategy']}, rng={rng:4s}) {64 / t_ours:10,.0f} datasets/s, "
               f"speed-up {row['speedup']:.0f}x", flush=True)
+
+
+def mechanism_counts(model) -> str:
+    """'EmpiricalDistribution 4, LinearRegression 14, ...': what DoWhy assigned per node."""
+    names = []
+    for node in model.graph.nodes:
+        mech = model.causal_mechanism(node)
+        inner = getattr(mech, "prediction_model", getattr(mech, "classifier_model", None))
+        inner = getattr(inner, "sklearn_model", inner)
+        if type(inner).__name__ == "Pipeline":
+            names.append("+".join(type(st).__name__ for _, st in inner.steps))
+        else:
+            names.append(type(inner if inner is not None else mech).__name__)
+    return ", ".join(f"{n} {c}" for n, c in pd.Series(names).value_counts().items())
+
+
+def _work_line(ours, n, seconds) -> tuple[float, str]:
+    """Multiply-adds per row the model needs (``CompactSCM.multiply_adds``) and the rate."""
+    madds = sampler.as_compact(ours).multiply_adds()
+    return madds, f"{madds:6.0f} madds/row, {madds * n / seconds / 1e9:6.2f} G madds/s"
+
+
+def bench_auto(args, results):
+    """DoWhy's auto-assigned models (the models users have), next to DoWhy on the same model."""
+    from dowhy import gcm
+
+    for quality, data_kind, d in args.auto_cases:
+        df = simulate(2000, d, seed=3, nonlinear=data_kind == "nonlinear")
+        t0 = time.perf_counter()
+        model, ours = fit_dowhy(df, "linear", True, seed=0, tree_budget=args.tree_budget,
+                                quality=quality)
+        print(f"[auto] {quality} {data_kind} d={d}: assigned + fitted in "
+              f"{time.perf_counter() - t0:.0f} s: {mechanism_counts(model)}", flush=True)
+        for n in args.dowhy_rows:
+            t_dowhy = timed(lambda: gcm.draw_samples(model, n), 1 if n >= 1e6 else 2)
+            t_walk = timed(lambda: sampler.sample(ours, KEY, n, rng="hash", strategy="walk"), 1)
+            t_ours = timed(lambda: sampler.sample(ours, KEY, n, rng="hash"), 3)
+            madds, work = _work_line(ours, n, t_ours)
+            row = dict(part="auto", quality=quality, data=data_kind, n=n, d=d, k=1, rng="hash",
+                       mechanisms=mechanism_counts(model), strategy=sampler._plan(ours, "auto")[0],
+                       dowhy_rows_per_s=n / t_dowhy, ours_rows_per_s=n / t_ours,
+                       walk_rows_per_s=n / t_walk, speedup=t_dowhy / t_ours,
+                       walk_speedup=t_dowhy / t_walk, madds_per_row=madds)
+            results.append(row)
+            print(f"[auto] {quality:6s} {data_kind:9s} d={d:<3d} n={n:>9,d}  DoWhy "
+                  f"{n / t_dowhy:11,.0f} rows/s  causaljax ({row['strategy']}) {n / t_ours:12,.0f}"
+                  f" rows/s  speed-up {row['speedup']:6.1f}x (dense walk {row['walk_speedup']:5.1f}x)"
+                  f"  {work}", flush=True)
+
+
+FITTED_DATASETS = ("pima", "anes96", "credit_data", "churn", "credit_g")
+
+
+def bench_fitted(args, results):
+    """64 SCMs fitted by our ``scm.fit`` (mixed families, as every study's) x 512 rows, per
+    suite dataset; DoWhy alongside on the same problem: the ensemble's first DAG, GOOD
+    mechanisms fitted on the same rows (DoWhy cannot load our SCMs, so not the same model)."""
+    import networkx as nx
+    from dowhy import gcm
+
+    from causaljax import data
+    from causaljax.finetune.generators.scm import fit_scms
+    from causaljax.scm.dowhy import dowhy_frame
+
+    for name in args.fitted_datasets:
+        table = data.load(name)
+        rows = np.random.default_rng(0).permutation(table.n_rows)[:512]
+        train = table.take(np.sort(rows))
+        t0 = time.perf_counter()
+        k = args.fitted_k
+        ensemble = fit_scms(train, key=jax.random.key(0), k=k, n_bootstrap=5)
+        fit_s = time.perf_counter() - t0
+        compact = sampler.as_compact(ensemble)
+        families = ", ".join(f"{g.family} {int((np.asarray(g.level) < 2**30).sum())}"
+                             for g in compact.groups)
+        graph = nx.DiGraph()
+        graph.add_nodes_from(train.names)
+        parents = np.asarray(ensemble.parents[0])
+        graph.add_edges_from((train.names[i], train.names[j]) for i, j in zip(*np.nonzero(parents)))
+        model, _ = fit_dowhy_on(graph, train, dowhy_frame(train), "linear", True, 0)
+        t_dowhy = timed(lambda: gcm.draw_samples(model, 512), 10)
+        for rng in args.rngs:
+            t_walk = timed(lambda: sampler.sample(ensemble, KEY, 512, rng=rng, strategy="walk"), 5)
+            t_ours = timed(lambda: sampler.sample(compact, KEY, 512, rng=rng), 30)
+            madds, work = _work_line(compact, k * 512, t_ours)
+            row = dict(part="fitted", dataset=name, n=512, d=train.n_cols, k=k, rng=rng,
+                       families=families, fit_s=fit_s, dowhy_datasets_per_s=1 / t_dowhy,
+                       ours_datasets_per_s=k / t_ours, walk_datasets_per_s=k / t_walk,
+                       speedup=k * t_dowhy / t_ours, walk_speedup=k * t_dowhy / t_walk,
+                       madds_per_row=madds)
+            results.append(row)
+            print(f"[fitted] {name:12s} d={train.n_cols:<3d} {k} SCMs ({families}) x 512 rows: "
+                  f"DoWhy {1 / t_dowhy:6.1f} datasets/s, causaljax (grouped, rng={rng:4s}) "
+                  f"{k / t_ours:8,.0f} datasets/s, speed-up {row['speedup']:5.0f}x "
+                  f"(dense walk {row['walk_speedup']:4.0f}x)  {work}", flush=True)
 
 
 def roofline(bytes_written: float, seconds: float) -> float | None:
@@ -228,7 +345,12 @@ def plot(results, path: Path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--full", action="store_true", help="the whole grid (long on a CPU)")
-    p.add_argument("--parts", default="dowhy,datasets,grid")
+    p.add_argument("--parts", default="dowhy,auto,datasets,fitted,grid")
+    p.add_argument("--auto-cases", default=None,
+                   help="quality:data:d,... for the auto part (default: good:near-linear:20,"
+                        "good:nonlinear:20; --full adds better and d=50)")
+    p.add_argument("--fitted-datasets", default=",".join(FITTED_DATASETS))
+    p.add_argument("--fitted-k", type=int, default=64, help="SCMs per fitted ensemble")
     p.add_argument("--auto-assign", action="store_true",
                    help="let DoWhy's GOOD auto-assignment choose the mechanisms")
     p.add_argument("--dowhy-families", default="linear,trees")
@@ -251,6 +373,16 @@ def main(argv=None):
     else:
         args.dowhy_rows, args.n = [100_000, 1_000_000], [1000, 10_000, 100_000, 1_000_000]
         args.d, args.k, args.families, args.max_cells = [20], [1, 64], list(FAMILY_KW), 1e8
+    cases = [("good", "near-linear", 20), ("good", "nonlinear", 20)]
+    if args.full:
+        cases = [(q, k, d) for d in (20, 50) for q in ("good", "better")
+                 for k in ("near-linear", "nonlinear")]
+    if args.tiny:
+        cases, args.fitted_datasets, args.fitted_k = [("good", "near-linear", 8)], "pima", 4
+    if args.auto_cases:
+        cases = [(q, k, int(d)) for q, k, d in (c.split(":") for c in args.auto_cases.split(","))]
+    args.auto_cases = cases
+    args.fitted_datasets = args.fitted_datasets.split(",")
     args.tree_budget = None if args.tree_budget.lower() == "none" else int(args.tree_budget)
     args.rngs = args.rngs.split(",")
     if args.dowhy_rows_arg:
@@ -263,8 +395,12 @@ def main(argv=None):
           f"{os.cpu_count()} CPU cores, jax {jax.__version__}; malloc: {malloc_note()}")
     if "dowhy" in parts:
         bench_dowhy(args, results)
+    if "auto" in parts:
+        bench_auto(args, results)
     if "datasets" in parts and not args.tiny:
         bench_datasets(args, results)
+    if "fitted" in parts:
+        bench_fitted(args, results)
     if "grid" in parts:
         bench_grid(args, results)
     meta = dict(device=jax.devices()[0].device_kind, n_devices=jax.device_count(),

@@ -37,6 +37,24 @@ def test_bench_sampler_tiny(tmp_path):
     assert len(written["results"]) == len(results) and (tmp_path / "bench_sampler.png").exists()
 
 
+def test_bench_sampler_models_users_have_tiny(tmp_path):
+    """The auto-assigned DoWhy model and our fitted ensembles, each next to DoWhy in the same
+    run: the printed ratios are those of the measured rates, the work per row is counted."""
+    results = _script("bench_sampler").main(
+        ["--tiny", "--parts", "auto,fitted", "--rngs", "hash", "--out", str(tmp_path)])
+    auto = [r for r in results if r["part"] == "auto"]
+    fitted = [r for r in results if r["part"] == "fitted"]
+    assert [(r["quality"], r["d"], r["n"]) for r in auto] == [("good", 8, 1000)]
+    assert [(r["dataset"], r["k"]) for r in fitted] == [("pima", 4)]
+    for r in auto:
+        assert r["speedup"] == pytest.approx(r["ours_rows_per_s"] / r["dowhy_rows_per_s"])
+        assert r["walk_speedup"] == pytest.approx(r["walk_rows_per_s"] / r["dowhy_rows_per_s"])
+    for r in fitted:
+        assert r["speedup"] == pytest.approx(r["ours_datasets_per_s"] / r["dowhy_datasets_per_s"])
+        assert "linear" in r["families"]
+    assert all(r["madds_per_row"] > 0 for r in auto + fitted)
+
+
 def test_roofline_share_on_a_gpu(monkeypatch):
     bench = _script("bench_sampler")
     h100 = SimpleNamespace(platform="gpu", device_kind="NVIDIA H100 80GB HBM3")

@@ -108,32 +108,35 @@ class CompactSCM:
         return self.bias.shape[-1]
 
     def multiply_adds(self) -> float:
-        """Multiply-adds per drawn row that the mechanisms need, averaged over the k SCMs
-        (parents only, members only; a tree or table lookup counts its gathers): the
-        arithmetic a draw cannot avoid, to set throughput against."""
+        """Multiply-adds per drawn row that the mechanisms need, averaged over the k SCMs:
+        each member over its own inputs (its parents' slots; a tree or table lookup counts
+        one per comparison and leaf read): the arithmetic a draw cannot avoid."""
+        C = self.n_channels
         total = 0.0
         for g in self.groups:
-            members = (np.asarray(g.level) != PAD_LEVEL).sum() / self.k
-            total += members * _member_cost(g, self.n_channels)
-        return float(total)
+            real = np.asarray(g.level) != PAD_LEVEL  # [k, M]
+            inputs = (np.asarray(g.in_level) != PAD_INPUT).sum(-1)[real]  # per member
+            total += float(np.sum(_member_cost(g, inputs, C))) / self.k
+        return total
 
 
-def _member_cost(g: Group, C: int) -> float:
-    R, p = g.n_inputs, g.params
+def _member_cost(g: Group, r, C: int):
+    """Multiply-adds per row of members with r inputs each (int array)."""
+    p = g.params
     if g.family == "linear":
-        return R * C
+        return r * C
     if g.family == "quadratic":
-        return R * R * C
+        return r * r * C
     if g.family == "cubic":
-        return p["w"].shape[2] * (2 + C)
+        return r * 0 + p["w"].shape[2] * (2 + C)
     if g.family == "mlp":
         H = p["w1"].shape[-1]
-        return R * H + H * C
+        return r * H + H * C
     if g.family == "trees":
         T, N = p["feature"].shape[2:]
-        return T * (np.log2(max(N, 2)) + C)
+        return r * 0 + T * (np.log2(max(N, 2)) + C)
     G, U = p["remap"].shape[2:4]
-    return U * np.log2(max(p["edges"].shape[-1], 2)) + G * (U + C)
+    return r * 0 + U * np.log2(max(p["edges"].shape[-1], 2)) + G * (U + C)
 
 
 # ----------------------------------------------------------------------------- conversion

@@ -1,0 +1,85 @@
+"""The compact layout: each family's parameters only for its own nodes, over their parents."""
+
+import jax
+import numpy as np
+
+from causaljax import sampler
+from causaljax.scm.compact import PAD_INPUT, PAD_LEVEL, compact, node_levels
+from causaljax.scm.types import ROOT
+from scm_factory import make_scm, numpy_propagate
+
+
+def _mixed_scm():
+    """Every family built, then each node keeps one family: quadratic on the first non-root
+    node of each SCM, MLP on the second, linear on the rest (as DoWhy's GOOD mixes them)."""
+    scm = make_scm(seed=5, k=3, n_levels=(0, 2, 0, 0, 3, 0, 0), hidden=4, quad=True,
+                   edge_prob=0.7)
+    kind = np.asarray(scm.kind)
+    lin, quad = np.array(scm.lin_w), np.array(scm.quad_w)
+    w1, w2 = np.array(scm.mlp_w1), np.array(scm.mlp_w2)
+    family = np.full(kind.shape, "", object)
+    for s in range(scm.k):
+        nonroot = np.flatnonzero(kind[s] != ROOT)
+        family[s, nonroot] = "linear"
+        family[s, nonroot[0]], family[s, nonroot[1]] = "quadratic", "mlp"
+    quad[family != "quadratic"] = 0
+    w1[family != "mlp"], w2[family != "mlp"] = 0, 0
+    lin[(family == "mlp")] = 0
+    return scm.replace(lin_w=lin, quad_w=quad, mlp_w1=w1, mlp_w2=w2), family
+
+
+def test_each_family_holds_only_its_nodes_over_their_parents():
+    scm, family = _mixed_scm()
+    c = compact(scm)
+    parents = np.asarray(scm.parents)
+    slot_column = np.asarray(scm.slot_column)
+    groups = {g.family: g for g in c.groups}
+    assert set(groups) == {"linear", "quadratic", "mlp"}
+    for name, g in groups.items():
+        level, node = np.asarray(g.level), np.asarray(g.node)
+        for s in range(scm.k):
+            real = level[s] != PAD_LEVEL
+            want = set(np.flatnonzero((family[s] == name) | ((name == "linear") &
+                                                             (family[s] == "quadratic"))))
+            assert set(node[s, real]) == want, (name, s)
+            assert (np.diff(level[s]) >= 0).all()  # sorted by level, padding last
+            for i in np.flatnonzero(real):  # inputs: exactly the node's parent slots
+                j = node[s, i]
+                used = np.asarray(g.in_level[s, i]) != PAD_INPUT
+                cols = np.asarray(g.in_col[s, i])[used]
+                want_cols = slot_column[s][parents[s, slot_column[s], j]]
+                np.testing.assert_array_equal(cols, want_cols)
+    # the quadratic group is no wider than the most parent slots of a quadratic node
+    assert groups["quadratic"].params["w"].shape[2] == groups["quadratic"].n_inputs
+    eps, u = sampler.draw_noise(scm, jax.random.key(0), 40)
+    got = np.asarray(sampler.propagate(sampler.as_compact(scm), eps, u, strategy="grouped"))
+    np.testing.assert_allclose(got, numpy_propagate(scm, eps, u), rtol=1e-4, atol=1e-4)
+
+
+def test_levels_are_longest_paths():
+    parents = np.zeros((5, 5), bool)
+    for i, j in [(0, 1), (1, 2), (0, 2), (3, 4), (2, 4)]:
+        parents[i, j] = True
+    np.testing.assert_array_equal(node_levels(parents), [0, 1, 2, 0, 3])
+
+
+def test_multiply_adds_count_parents_only():
+    """A linear SCM: sum over its non-root nodes of (parent slots) x channels."""
+    scm = make_scm(seed=7, k=2, n_levels=(0, 0, 3, 0, 0), edge_prob=0.6)
+    parents, slot_column = np.asarray(scm.parents), np.asarray(scm.slot_column)
+    kind, C = np.asarray(scm.kind), scm.n_channels
+    want = np.mean([sum(parents[s, slot_column[s], j].sum() * C
+                        for j in range(scm.d) if kind[s, j] != ROOT) for s in range(scm.k)])
+    assert compact(scm).multiply_adds() == want
+
+
+def test_compact_inside_jit_compiles_once():
+    scm = make_scm(seed=9, k=4, n_levels=(0, 2, 0, 0), hidden=3)
+    c = sampler.as_compact(scm)
+    assert sampler.as_compact(scm) is c  # cached per SCM object
+    draw = jax.jit(lambda c, key: sampler.sample(c, key, 64))
+    first = draw(c, jax.random.key(0))
+    draw(c, jax.random.key(1))
+    assert draw._cache_size() == 1
+    np.testing.assert_allclose(np.asarray(first), np.asarray(
+        sampler.sample(scm, jax.random.key(0), 64, strategy="walk")), rtol=1e-5, atol=1e-5)
