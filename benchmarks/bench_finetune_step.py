@@ -8,7 +8,9 @@ Command:
 Both arms feed ``--rows`` rows per step (query share 0.2): "real" takes all of them from the
 real training rows; "causalmix" takes half from the real rows and draws the other half INSIDE
 the jitted step from the fitted SCM ensemble (volume 1); "pool" is causalmix with the
-synthetic half picked from a fixed pool (the step without the draw). Timings alternate
+synthetic half picked from a fixed pool (the step without the draw); "causalmix_dense" draws
+with the dense walk instead of the compact layout (the in-step draw before it). The SCMs are
+those every study fits (``--families``, default linear, MLP and trees). Timings alternate
 between the arms (median of --repeats blocks of --steps steps), so load on the machine hits
 all arms alike. Prints the ratio causalmix / real (target: <= 1.10) and writes JSON (--out).
 Runs per hour: wall time of complete fine-tuning runs (--run-steps steps, validation and test
@@ -43,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--run-steps", type=int, default=30)
     p.add_argument("--k-scms", type=int, default=8)
+    p.add_argument("--families", default="linear,mlp,trees",
+                   help="scm.fit's mechanism families (default: those every study fits)")
     p.add_argument("--vmap-runs", type=int, default=5, help="runs vmapped together")
     p.add_argument("--checkpoint", default="default")
     p.add_argument("--out", default="benchmarks/results/bench_finetune_step.json")
@@ -62,7 +66,7 @@ def main(argv=None) -> int:
         step_shape,
         train_step,
     )
-    from causaljax.finetune.sources import PoolSource, SCMSource
+    from causaljax.finetune.sources import PoolSource, SCMSource, scm_source
 
     params, mc, model_id = load_model(args.checkpoint)
     table = data.load(args.dataset)
@@ -72,9 +76,10 @@ def main(argv=None) -> int:
     task_full, task_half = make_task(table, split_full, mc), make_task(table, split_half, mc)
     t0 = time.perf_counter()
     scm = fit_scms(table.take(split_half.train), key=jax.random.key(0), k=args.k_scms,
-                   n_bootstrap=5, families=("linear",))
+                   n_bootstrap=5, families=tuple(args.families.split(",")))
     fit_s = time.perf_counter() - t0
-    fresh = SCMSource(scm)
+    fresh = scm_source(scm)  # draws from the compact layout
+    dense = SCMSource(scm)  # draws with the dense walk (the in-step draw before the layout)
     pool = PoolSource(fresh.draw(jax.random.key(1), 4096))
     # the same (static) configs time the steps and the complete runs: compiled once
     fc_real = FinetuneConfig(steps=args.run_steps, eval_every=5, patience=10**6)
@@ -82,6 +87,7 @@ def main(argv=None) -> int:
     arms = {
         "real": (task_full, None, fc_real),
         "causalmix": (task_half, fresh, fc_mix),
+        "causalmix_dense": (task_half, dense, fc_mix),
         "pool": (task_half, pool, fc_mix),
     }
     shapes = {name: step_shape(int(t.x_train.shape[0]), fc) for name, (t, _, fc) in arms.items()}
@@ -132,6 +138,9 @@ def main(argv=None) -> int:
         model_config=mc.to_dict(), k_scms=args.k_scms, device=str(jax.devices()[0]),
         cpu_count=os.cpu_count(), step_ms=step_ms, compile_s=compile_s,
         ratio_causalmix_over_real=ratio, ratio_pool_over_real=step_ms["pool"] / step_ms["real"],
+        ratio_dense_over_real=step_ms["causalmix_dense"] / step_ms["real"],
+        draw_share=(step_ms["causalmix"] - step_ms["pool"]) / step_ms["causalmix"],
+        families=args.families,
         target_ratio=1.10, within_target=ratio <= 1.10, scm_fit_s=fit_s,
         run_steps=args.run_steps, run_seconds=run_s, runs_per_hour={k: 3600 / v for k, v in run_s.items()},
         times_ms={k: [1000 * x for x in v] for k, v in times.items()},
@@ -140,7 +149,9 @@ def main(argv=None) -> int:
     print(f"malloc: {malloc_note()}")
     print(f"step time (ms, median of {args.repeats}x{args.steps}): "
           + ", ".join(f"{k} {v:.1f}" for k, v in step_ms.items()))
-    print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10)")
+    print(f"causalmix / real step time ratio: {ratio:.3f} (target <= 1.10); with the dense walk "
+          f"{result['ratio_dense_over_real']:.3f}; in-step draw share of the causalmix step "
+          f"(vs the pool arm): {result['draw_share']:.1%} (families {args.families})")
     print(f"runs per hour ({args.run_steps} steps, eval every 5): real "
           f"{result['runs_per_hour']['real']:.0f}, causalmix {result['runs_per_hour']['causalmix']:.0f}")
     print(f"{R} causalmix runs: one by one {seq_s:.1f} s, vmapped {vmap_s:.1f} s "

@@ -123,6 +123,10 @@ def test_bench_smoke(tmp_path):
     data = json.loads(out.read_text())
     assert data["ratio_causalmix_over_real"] > 0 and data["rows_per_step"] == 64
     assert set(data["runs_per_hour"]) == {"real", "causalmix"}
+    ms = data["step_ms"]  # the reported ratios and share are those of the step times
+    assert data["ratio_dense_over_real"] == pytest.approx(ms["causalmix_dense"] / ms["real"])
+    assert data["draw_share"] == pytest.approx((ms["causalmix"] - ms["pool"]) / ms["causalmix"])
+    assert data["families"] == "linear,mlp,trees"
 
 
 def test_vmap_folds_gives_the_runs_of_one_by_one(tmp_path):
