@@ -48,6 +48,7 @@ from causaljax.eval.cli import (
     add_finetune_arguments,
     base_config,
     check_common_arguments,
+    current_rows,
     load_inputs,
     parse_methods,
     parse_volumes,
@@ -92,14 +93,17 @@ def check_args(args):
     return volumes, methods, shard
 
 
-def write_outputs(out: Path, store, volumes) -> str:
-    """results.parquet, summary.md and plots from every stored run (atomic writes)."""
+def write_outputs(out: Path, store, volumes, base: dict | None = None) -> str:
+    """results.parquet, summary.md and plots from every stored run (atomic writes); with
+    ``base``, only the runs with its edge rule / DAG sampler (``cli.current_rows``)."""
     from causaljax.data import domain
     from causaljax.eval.plots import plot_study
     from causaljax.eval.fidelity import fidelity_markdown
     from causaljax.eval.report import summary_markdown
 
     df = store.read()
+    if base is not None and not df.empty:
+        df = current_rows(df, base)
     if df.empty:
         return ""
     df["domain"] = [domain(n, default="your data") for n in df.dataset]
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
         configs, run, args.out, progress=not args.no_progress,
         group=fold_group if args.vmap_folds else None,
         run_group=run_group if args.vmap_folds else None)
-    text = write_outputs(Path(args.out), store, volumes)
+    text = write_outputs(Path(args.out), store, volumes, base)
     print_report(text, store, ran, configs, seconds, args.out)
     return 0
 

@@ -8,6 +8,12 @@ import warnings
 from pathlib import Path
 
 MIN_CHECKPOINTS = 5  # = FinetuneConfig.min_checkpoints (checked in the tests)
+EDGE_RULES = ("adjacency", "legacy")  # discovery.edge_probabilities(edge_rule=)
+DAG_SAMPLERS = ("runs", "pairs")  # finetune.generators.scm.fit_scms(dag_sampler=)
+# The SCM settings of the studies before issue 23: a run config holds a setting only when it
+# differs from these, so folders written before then resume with --edge-rule legacy
+# --dag-sampler pairs, and any other setting gets run ids (and summary rows) of its own.
+PRE_ISSUE_23 = {"edge_rule": "legacy", "dag_sampler": "pairs"}
 
 
 class BadInput(Exception):
@@ -42,6 +48,12 @@ def add_finetune_arguments(p, *, out: str) -> None:
                         f"(default {MIN_CHECKPOINTS}; with fewer steps: every evaluation)")
     p.add_argument("--n-bootstrap", type=int, default=5, help="PC/FCI bootstrap resamples")
     p.add_argument("--families", default="linear,trees", help="SCM mechanism families")
+    p.add_argument("--edge-rule", default="adjacency", choices=EDGE_RULES,
+                   help="how PC/FCI edges count toward P (causaljax.discovery.structure); "
+                        "'legacy': the rule before issue 23")
+    p.add_argument("--dag-sampler", default="runs", choices=DAG_SAMPLERS,
+                   help="'runs': each DAG one discovery run's graph, consistently extended; "
+                        "'pairs': per-pair draws from P (before issue 23)")
     p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
     p.add_argument("--checkpoint", default="default",
                    help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
@@ -237,7 +249,27 @@ def load_inputs(args, datasets) -> tuple:
 def scm_options(args, k: int, families) -> dict:
     """``generator_options`` of a study for the SCM generator: k DAGs per fold, the
     bootstrap count and the mechanism families of the command line."""
-    return {"scm": dict(k=k, n_bootstrap=args.n_bootstrap, families=tuple(families))}
+    return {"scm": dict(k=k, n_bootstrap=args.n_bootstrap, families=tuple(families),
+                        **dag_settings(args))}
+
+
+def dag_settings(args) -> dict:
+    """--edge-rule / --dag-sampler (their defaults where a script lacks them)."""
+    return {"edge_rule": getattr(args, "edge_rule", EDGE_RULES[0]),
+            "dag_sampler": getattr(args, "dag_sampler", DAG_SAMPLERS[0])}
+
+
+def current_rows(df, base: dict):
+    """The rows of a study's store that were run with ``base``'s SCM settings (edge rule,
+    DAG sampler; a missing column or value = the setting before issue 23), so that a folder
+    resumed with other settings reports only the runs of this one."""
+    import pandas as pd
+
+    keep = pd.Series(True, index=df.index)
+    for key, old in PRE_ISSUE_23.items():
+        col = df[key].fillna(old) if key in df else pd.Series(old, index=df.index)
+        keep &= col == base.get(key, old)
+    return df[keep]
 
 
 def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
@@ -246,6 +278,7 @@ def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
                 eval_every=args.eval_every, patience=args.patience, max_test=args.max_test,
                 seed=args.seed, model=model_id, k_scms=k_scms, n_bootstrap=args.n_bootstrap,
                 families=",".join(families))
+    base.update({k: v for k, v in dag_settings(args).items() if v != PRE_ISSUE_23[k]})
     if getattr(args, "min_checkpoints", MIN_CHECKPOINTS) != MIN_CHECKPOINTS:
         base["min_checkpoints"] = args.min_checkpoints  # the default keeps earlier run ids
     if getattr(args, "csv", None):
