@@ -144,7 +144,7 @@ def detection_auc(real, syn, n_levels, *, seed: int = 0, folds: int = 3,
         categorical_features=categorical if categorical.any() else None, random_state=seed)
     cv = StratifiedKFold(n_splits=min(folds, m), shuffle=True, random_state=seed)
     # one OpenMP thread: at <= 2000 rows the boosting is fast on one core, and its threads
-    # spin-wait on a busy machine (measured 9 s per fit instead of 0.2 s on 2 shared cores);
+    # spin-wait on a busy machine (9 s per fit measured on 2 shared cores, < 1 s with one);
     # the fit does not depend on the thread count
     with threadpool_limits(limits=1, user_api="openmp"):
         p = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
