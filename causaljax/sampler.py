@@ -504,20 +504,32 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
         for g in c.groups:
             lo = jnp.searchsorted(g.level, level).astype(jnp.int32)
             window = lambda a, g=g, lo=lo: jax.lax.dynamic_slice_in_dim(a, lo, g.width)
-            z = member_inputs(x_dxn, window(g.in_col), window(g.in_level))  # [W, R, n]
-            vals = group_outputs(g.family, jax.tree.map(window, g.params), z, c.tree_depth)
-            keep = (window(g.level) == level)[:, None, None]
-            acc = acc.at[c.rank[window(g.node)] - first].add(jnp.where(keep, vals, 0.0),
-                                                             mode="drop")
+            keep = window(g.level) == level
+
+            def add(acc, g=g, window=window, keep=keep):
+                z = member_inputs(x_dxn, window(g.in_col), window(g.in_level))  # [W, R, n]
+                vals = group_outputs(g.family, jax.tree.map(window, g.params), z, c.tree_depth)
+                return acc.at[c.rank[window(g.node)] - first].add(
+                    jnp.where(keep[:, None, None], vals, 0.0), mode="drop")
+
+            # a family with no member on this level is skipped (one SCM: a real branch; under
+            # vmap over k both branches run, as a select)
+            acc = jax.lax.cond(keep.any(), add, lambda acc: acc, acc)
         value = acc[:, 0] + eps_dxn[nodes]
         value = jnp.where(c.is_integer[nodes][:, None], jnp.round(value), value)
+        now = (c.level[nodes] == level) & ~do_mask_d[nodes] & (c.kind[nodes] != ROOT)
         if len(cat):
-            levels = jnp.maximum(c.n_levels[nodes], 1)[:, None]  # [V, 1]
-            valid = jnp.arange(C)[None, :, None] < levels[:, :, None]
-            probs = jax.nn.softmax(jnp.where(valid, acc, -jnp.inf), axis=1)  # [V, C, n]
-            code = inverse_cdf(probs, u_cxn[cat_row[nodes]], levels, axis=1)
-            value = jnp.where((c.kind[nodes] == CATEGORICAL)[:, None], code, value)
-        update = ((c.level[nodes] == level) & ~do_mask_d[nodes] & (c.kind[nodes] != ROOT))
+            is_cat = c.kind[nodes] == CATEGORICAL
+
+            def codes(value):
+                levels = jnp.maximum(c.n_levels[nodes], 1)[:, None]  # [V, 1]
+                valid = jnp.arange(C)[None, :, None] < levels[:, :, None]
+                probs = jax.nn.softmax(jnp.where(valid, acc, -jnp.inf), axis=1)  # [V, C, n]
+                code = inverse_cdf(probs, u_cxn[cat_row[nodes]], levels, axis=1)
+                return jnp.where(is_cat[:, None], code, value)
+
+            value = jax.lax.cond((is_cat & now).any(), codes, lambda v: v, value)
+        update = now
         return x_dxn.at[nodes].set(jnp.where(update[:, None], value, x_dxn[nodes]))
 
     return jax.lax.fori_loop(1, c.depth + 1, sweep, start)
@@ -525,7 +537,11 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
 
 def _grouped_columns(c: CompactSCM, noise, n: int, do_mask_d, do_value_d):
     """``_grouped`` over the k SCMs: rows f32[k, n, d], noise as for ``_solve_columns``."""
-    sweeps = jax.vmap(_grouped, in_axes=(0, 0, 0, None, None))
+    if c.k == 1:  # one SCM: no vmap, so that the sweeps' branches really skip work
+        one = jax.tree.map(lambda a: a[0], c)
+        sweeps = lambda c_, eps, u, *do: _grouped(one, eps[0], u[0], *do)[None]
+    else:
+        sweeps = jax.vmap(_grouped, in_axes=(0, 0, 0, None, None))
     return _row_blocks(lambda start, size: sweeps(c, *noise(start, size), do_mask_d,
                                                   do_value_d).swapaxes(1, 2), c.k, c.d, n)
 
