@@ -38,6 +38,8 @@ from causaljax.eval.cli import (
     add_finetune_arguments,
     base_config,
     check_common_arguments,
+    current_rows,
+    dag_settings,
     load_inputs,
     positive_ints,
     print_report,
@@ -78,7 +80,7 @@ def check_args(args) -> tuple[int, int]:
 def write_outputs(out: Path, store, args) -> str:
     from causaljax.eval.depth import plot_depth, summary_markdown, unit_table
 
-    df = store.read()
+    df = current_rows(store.read(), dag_settings(args))  # rows of these SCM settings
     if df.empty or not (df.method == "causalmix").any():
         return ""
     text = summary_markdown(df, alpha=args.alpha, n_perm=args.n_perm,

@@ -39,6 +39,7 @@ from causaljax.eval.cli import (
     base_config,
     check_common_arguments,
     check_tables,
+    current_rows,
     load_model,
     parse_list,
     parse_methods,
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
                        n_bins=args.n_bins, select="val_mae")
     configs = shard(grid(list(frames), args.folds, methods, volumes, base), shard_i, shard_n)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
-    df, text, out = store.read(), "", Path(args.out)
+    df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
     if not df.empty:
         df["domain"] = [domain(n, default="your data") for n in df.dataset]
         text = summary_markdown(df, notes="Plot: mae_reduction_vs_volume.png.")

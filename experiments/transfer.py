@@ -35,6 +35,7 @@ from causaljax.eval.cli import (
     add_split_arguments,
     base_config,
     check_common_arguments,
+    current_rows,
     load_inputs,
     parse_list,
     parse_methods,
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     opts = scm_options(args, args.k_scms, families)
     study = TransferStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
-    df, text, out = store.read(), "", Path(args.out)
+    df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
     if not df.empty:
         domains = {name: domain(name) for name in tables}
         text = summary_markdown(df, domains, notes="One row per run and target: transfer.csv.")
