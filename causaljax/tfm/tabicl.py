@@ -47,6 +47,7 @@ package saves them, or a bare state dict plus a config) without executing code.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -295,6 +296,11 @@ def _lists(tree):
 
 def init(cfg: TabICLConfig, key) -> dict:
     """Random parameters for ``cfg`` (torch-like scales; for tests and training from scratch)."""
+    return _init_jit(cfg, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_jit(cfg: TabICLConfig, key) -> dict:
     spec = param_spec(cfg)
     keys = jax.random.split(key, len(spec))
     tree: dict = {}
@@ -319,15 +325,22 @@ def _act(cfg: TabICLConfig, x):
     return jax.nn.gelu(x, approximate=False) if cfg.activation == "gelu" else jax.nn.relu(x)
 
 
+def _bc(v, x):
+    """Vector / matrix v broadcast explicitly against the trailing axes of x (the tests run
+    with jax_numpy_rank_promotion='raise')."""
+    return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
+
+
 def _ln(p, x):
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    y = (x - mu) * jax.lax.rsqrt(var + LN_EPS) * p["scale"]
-    return y + p["bias"] if "bias" in p else y
+    y = (x - mu) * jax.lax.rsqrt(var + LN_EPS) * _bc(p["scale"], x)
+    return y + _bc(p["bias"], y) if "bias" in p else y
 
 
 def _dense(p, x):
-    return x @ p["w"] + p["b"]
+    y = x @ p["w"]
+    return y + _bc(p["b"], y)
 
 
 def _rope(x_HxLxD, freqs, interleaved: bool):
@@ -341,6 +354,7 @@ def _rope(x_HxLxD, freqs, interleaved: bool):
         ang = jnp.concatenate([ang, ang], axis=-1)
         h = x_HxLxD.shape[-1] // 2
         rot = jnp.concatenate([-x_HxLxD[..., h:], x_HxLxD[..., :h]], axis=-1)
+    ang = _bc(ang, x_HxLxD)
     return x_HxLxD * jnp.cos(ang) + rot * jnp.sin(ang)
 
 
@@ -355,17 +369,20 @@ def _ssmax(p, kind: str, q_HxLxD, n_keys):
     H, D = q_HxLxD.shape[-3], q_HxLxD.shape[-1]
 
     def mlp(m, x):
-        return jax.nn.gelu(x @ m["w1"] + m["b1"], approximate=False) @ m["w2"] + m["b2"]
+        h = jax.nn.gelu(_dense({"w": m["w1"], "b": m["b1"]}, x), approximate=False)
+        return _dense({"w": m["w2"], "b": m["b2"]}, h)
 
+    q = q_HxLxD
     if kind == "ssmax":
-        return q_HxLxD * (p["scales"] * logn)[:, None, None]
+        return q * _bc((p["scales"] * logn).reshape(H, 1, 1), q)
     if kind.startswith("ssmax-mlp"):
         s = mlp(p["mlp"], logn.reshape(1, 1))[0]
         s = s.reshape(H, 1, D) if kind.endswith("elementwise") else s.reshape(H, 1, 1)
-        return q_HxLxD * s
+        return q * _bc(s, q)
     base = mlp(p["base"], logn.reshape(1, 1))[0]
     base = base.reshape(H, 1, D) if kind.endswith("elementwise") else base.reshape(H, 1, 1)
-    return q_HxLxD * (base * (1.0 + jnp.tanh(mlp(p["query"], q_HxLxD))))
+    mod = 1.0 + jnp.tanh(mlp(p["query"], q))  # [..., H, L, D or 1]
+    return q * (_bc(base, mod) * mod)
 
 
 def _attention(p, q_in, kv_in, nhead: int, *, ssmax: str = "none", rope=None, key_mask=None,
@@ -378,9 +395,9 @@ def _attention(p, q_in, kv_in, nhead: int, *, ssmax: str = "none", rope=None, ke
     d = q_in.shape[-1]
     hd = d // nhead
     w, b = p["w_qkv"], p["b_qkv"]
-    q = q_in @ w[:, :d] + b[:d]
-    k = kv_in @ w[:, d:2 * d] + b[d:2 * d]
-    v = kv_in @ w[:, 2 * d:] + b[2 * d:]
+    q = _dense({"w": w[:, :d], "b": b[:d]}, q_in)
+    k = _dense({"w": w[:, d:2 * d], "b": b[d:2 * d]}, kv_in)
+    v = _dense({"w": w[:, 2 * d:], "b": b[2 * d:]}, kv_in)
 
     def heads(t):  # [..., L, d] -> [..., H, L, hd]
         return jnp.swapaxes(t.reshape(*t.shape[:-1], nhead, hd), -3, -2)
@@ -393,11 +410,11 @@ def _attention(p, q_in, kv_in, nhead: int, *, ssmax: str = "none", rope=None, ke
         q = _ssmax(p["ssmax"], ssmax, q, kv_in.shape[-2] if n_keys is None else n_keys)
     s = (q @ jnp.swapaxes(k, -1, -2)) / jnp.sqrt(jnp.float32(hd))
     if key_mask is not None:
-        s = jnp.where(key_mask, s, -jnp.inf)
+        s = jnp.where(_bc(key_mask, s), s, -jnp.inf)
     a = jax.nn.softmax(s, axis=-1)
     o = jnp.swapaxes(a @ v, -3, -2)
     o = o.reshape(*o.shape[:-2], d)
-    return o @ p["w_out"] + p["b_out"]
+    return _dense({"w": p["w_out"], "b": p["b_out"]}, o)
 
 
 def _block(cfg: TabICLConfig, p, q, kv, nhead: int, **kw):
@@ -631,9 +648,14 @@ def apply(cfg: TabICLConfig, params, x_ctx, y_ctx, x_query, *, n_classes: int | 
     Labels must be 0..C-1 with every class present in the context (checked when concrete).
     """
     n_classes = _check_inputs(cfg, x_ctx, y_ctx, x_query, n_classes)
-    x_ctx = jnp.asarray(x_ctx, jnp.float32)
-    x_query = jnp.asarray(x_query, jnp.float32)
-    y_ctx = jnp.asarray(y_ctx, jnp.int32)
+    return _apply_jit(cfg, params, jnp.asarray(x_ctx, jnp.float32), jnp.asarray(y_ctx, jnp.int32),
+                      jnp.asarray(x_query, jnp.float32), n_classes, float(softmax_temperature))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def _apply_jit(cfg, params, x_ctx, y_ctx, x_query, n_classes, softmax_temperature):
+    # one XLA program per (config, shapes, n_classes): op-by-op dispatch would compile every
+    # primitive of the unrolled blocks separately; under an outer jit this is simply inlined
     n_ctx = x_ctx.shape[0]
     x = jnp.concatenate([x_ctx, x_query], axis=0)
     emb = _col_embed(cfg, params["col"], x, y_ctx, n_ctx, n_classes)
@@ -722,7 +744,8 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
     unless given (it must be given for a bare state dict)."""
     ck = _load(path_or_state_dict)
     if not isinstance(ck, dict):
-        raise ValueError(f"TabICL checkpoint holds a {type(ck).__name__}, expected a dict")
+        raise ValueError(  # noqa: TRY004 - a malformed file, reported like a corrupt one
+            f"TabICL checkpoint holds a {type(ck).__name__}, expected a dict")
     if "state_dict" in ck:
         state = ck["state_dict"]
         if config is None:
@@ -736,7 +759,8 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
             raise ValueError("a bare TabICL state dict needs config= (a TabICLConfig or the "
                              "constructor kwargs)")
     if not isinstance(state, dict):
-        raise ValueError(f"TabICL 'state_dict' is a {type(state).__name__}, expected a dict")
+        raise ValueError(  # noqa: TRY004
+            f"TabICL 'state_dict' is a {type(state).__name__}, expected a dict")
     if isinstance(config, dict):
         config = TabICLConfig.from_dict(config)
     spec = param_spec(config)
