@@ -169,13 +169,20 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
         or column indices.
     categorical_encoding : encodings of the categorical features that the members cycle
         through ("ordinal", "onehot").
+    model : None (the row-token model of ``checkpoint``, as before) or a
+        ``causaljax.tfm.api.TFM`` with parameters (e.g. ``api.tabicl_from_checkpoint(path)``);
+        then ``checkpoint`` is ignored, the members permute the feature order (no slots) and
+        labels the same way, and for a model that does not handle missing values each member
+        fills a NaN with its context column's mean and standardizes the features with the
+        context statistics.
     """
 
     def __init__(self, checkpoint="default", n_estimators: int = 4, max_context: int = 1024,
                  query_batch: int = 512, random_state: int = 0,
                  preprocessing: tuple = ("none", "quantile"),
                  categorical_features="from_dtype",
-                 categorical_encoding: tuple = ("ordinal", "onehot")):
+                 categorical_encoding: tuple = ("ordinal", "onehot"), model=None):
+        self.model = model
         self.checkpoint = checkpoint
         self.preprocessing = preprocessing
         self.categorical_features = categorical_features
@@ -254,6 +261,8 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y must be 1-D with one label per row of X ({len(x)}), "
                              f"got shape {y.shape}")
         check_classification_targets(y)  # "Unknown label type: continuous" for regression
+        if self.model is not None:
+            return self._fit_model(x, y)
         if x.shape[1] > MAX_FEATURES:
             raise ValueError(f"X has {x.shape[1]} features; the TFM takes at most "
                              f"{MAX_FEATURES} features (select or reduce features first)")
@@ -289,6 +298,8 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
         xq = self._encode(X, fitting=False)
         if xq.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {xq.shape[1]} features, fit saw {self.n_features_in_}")
+        if self.model is not None:
+            return self._predict_proba_model(xq)
         rng = np.random.default_rng(self.random_state)
         n = len(self.X_ctx_)
         C = len(self.classes_)
@@ -329,6 +340,83 @@ class TFMClassifier(ClassifierMixin, BaseEstimator):
                        jnp.asarray(feat), len(self.classes_), cfg=self.config_)
             out.append(np.asarray(p)[: len(chunk)])
         return np.concatenate(out, 0) if out else np.zeros((0, MAX_CLASSES), np.float32)
+
+    # ----------------------------------------------------------------- any api.TFM
+    def _fit_model(self, x, y):
+        from causaljax.tfm.api import check_limits
+
+        m = self.model
+        if getattr(m, "params", None) is None or not hasattr(m, "apply"):
+            raise ValueError("model must be a causaljax.tfm.api.TFM with parameters (e.g. "
+                             "api.tabicl_from_checkpoint(path) or api.shipped())")
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError("y has 1 class (one class); need at least 2")
+        if x.shape[1] == 0:
+            raise ValueError("X has no features")
+        if np.isinf(x).any():
+            raise ValueError("X contains inf; use NaN for missing values")
+        check_limits(m.limits, m.name, min(len(x), self.max_context), x.shape[1],
+                     len(self.classes_))
+        columns = getattr(self, "feature_columns_", None)
+        self.is_categorical_ = _categorical_mask(
+            self.categorical_features, x.shape[1],
+            None if columns is None else [c.kind == "categorical" for c in columns])
+        self.params_, self.config_, self.checkpoint_meta_ = m.params, None, None
+        self.n_features_in_ = x.shape[1]
+        self.X_ctx_ = x
+        self.y_ctx_ = y_codes.astype(np.int32)
+        return self
+
+    def _predict_proba_model(self, xq) -> np.ndarray:
+        m = self.model
+        rng = np.random.default_rng(self.random_state)
+        n, C = len(self.X_ctx_), len(self.classes_)
+        P, K = len(self.preprocessing), len(self.categorical_encoding)
+        total = np.zeros((len(xq), C), np.float64)
+        for e in range(max(1, self.n_estimators)):
+            label_perm = np.arange(C) if e == 0 else rng.permutation(C)
+            if n > self.max_context:  # a subset with at least one row of every class
+                rows = rng.choice(n, self.max_context, replace=False)
+                absent = np.setdiff1d(np.arange(C), self.y_ctx_[rows])
+                firsts = [int(rng.choice(np.flatnonzero(self.y_ctx_ == c))) for c in absent]
+                rows = np.sort(np.concatenate([rows[: self.max_context - len(firsts)],
+                                               np.asarray(firsts, int)]))
+            else:
+                rows = np.arange(n)
+            x_ctx, x_q = _transform(self.preprocessing[e % P], self.X_ctx_[rows], xq,
+                                    self.is_categorical_)
+            if self.categorical_encoding[(e // P) % K] == "onehot":
+                x_ctx, x_q = _onehot(x_ctx, x_q, self.is_categorical_,
+                                     m.limits.max_features or x_ctx.shape[1] + 10 ** 6)
+            if e > 0:  # member 0 keeps the column order
+                order = rng.permutation(x_ctx.shape[1])
+                x_ctx, x_q = x_ctx[:, order], x_q[:, order]
+            if not m.handles_missing:
+                seen = ~np.isnan(x_ctx)
+                mean = np.where(seen, x_ctx, 0.0).sum(0) / np.maximum(seen.sum(0), 1)
+                x_ctx = np.where(seen, x_ctx, mean)
+                x_q = np.where(np.isnan(x_q), mean, x_q)
+                sd = x_ctx.std(0)
+                sd = np.where(sd > 0, sd, 1.0)
+                x_ctx, x_q = (x_ctx - mean) / sd, (x_q - mean) / sd
+            y_ctx = label_perm[self.y_ctx_[rows]].astype(np.int32)
+            probs = self._model_query_probs(x_ctx.astype(np.float32), y_ctx,
+                                            x_q.astype(np.float32), C)
+            total += probs[:, label_perm]
+        total /= total.sum(1, keepdims=True)
+        return total
+
+    def _model_query_probs(self, x_ctx, y_ctx, xq, C) -> np.ndarray:
+        B = self.query_batch
+        out = []
+        for start in range(0, len(xq), B):
+            chunk = xq[start:start + B]
+            xb = np.zeros((B, x_ctx.shape[1]), np.float32)  # fixed size: one compilation
+            xb[: len(chunk)] = chunk
+            logits = self.model.apply(self.params_, x_ctx, y_ctx, xb, n_classes=C)
+            out.append(np.asarray(jax.nn.softmax(logits, axis=-1))[: len(chunk)])
+        return np.concatenate(out, 0) if out else np.zeros((0, C), np.float32)
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "X_ctx_")

@@ -302,17 +302,22 @@ def init(cfg: TabICLConfig, key) -> dict:
 @functools.partial(jax.jit, static_argnums=0)
 def _init_jit(cfg: TabICLConfig, key) -> dict:
     spec = param_spec(cfg)
-    keys = jax.random.split(key, len(spec))
+    sizes = [int(np.prod(shape)) for _, _, shape, _ in spec]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    k1, k2 = jax.random.split(key)
+    # two draws for all parameters (one per distribution), sliced: a small program to compile
+    uni = jax.random.uniform(k1, (int(offsets[-1]),), jnp.float32, -1, 1)
+    tnorm = jax.random.truncated_normal(k2, -2.0, 2.0, (int(offsets[-1]),), jnp.float32)
     tree: dict = {}
-    for k, (path, _, shape, kind) in zip(keys, spec):
+    for (path, _, shape, kind), lo, hi in zip(spec, offsets[:-1], offsets[1:]):
         if kind == "linear_w":
-            v = jax.random.uniform(k, shape, jnp.float32, -1, 1) / math.sqrt(shape[0])
+            v = uni[lo:hi].reshape(shape) / math.sqrt(shape[0])
         elif kind == "bias":
             v = jnp.zeros(shape, jnp.float32)
         elif kind in ("ln_scale", "ones"):
             v = jnp.ones(shape, jnp.float32)
         else:  # inducing points, CLS tokens
-            v = 0.02 * jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32)
+            v = 0.02 * tnorm[lo:hi].reshape(shape)
         _set(tree, path, v)
     return _lists(tree)
 
