@@ -29,13 +29,14 @@ SMALL = {"max_classes": 4, "embed_dim": 16, "col_num_blocks": 1, "col_nhead": 2,
 CONFIGS = {
     # the published defaults' choices: feature groups "same", QASSMax, pre-norm, GELU
     "default": dict(SMALL, row_num_blocks=1),  # (2 row blocks: variants2)
-    # affine column embedding, post-norm, bias-free LN, non-interleaved RoPE, ReLU, SSMax kinds
-    "variants1": dict(SMALL, col_feature_group=False, col_affine=True, norm_first=False,
-                      bias_free_ln=True, row_rope_interleaved=False, activation="relu",
-                      col_ssmax="ssmax", icl_ssmax="ssmax-mlp", row_num_blocks=1),
-    # "valid" feature groups of 2, no target-aware column embedding, the other SSMax kinds
-    "variants2": dict(SMALL, col_feature_group="valid", col_feature_group_size=2,
-                      col_target_aware=False, col_ssmax="qassmax-mlp",
+    # affine column embedding (with its LNs), bias-free LN, non-interleaved RoPE, ReLU, SSMax
+    "variants1": dict(SMALL, col_feature_group=False, col_affine=True, bias_free_ln=True,
+                      row_rope_interleaved=False, activation="relu", col_ssmax="ssmax",
+                      icl_ssmax="ssmax-mlp", row_num_blocks=1),
+    # post-norm, "valid" feature groups of 2, no target-aware column embedding, the other SSMax
+    # kinds, two row blocks, three CLS tokens
+    "variants2": dict(SMALL, norm_first=False, col_feature_group="valid",
+                      col_feature_group_size=2, col_target_aware=False, col_ssmax="qassmax-mlp",
                       icl_ssmax="ssmax-mlp-elementwise", row_num_cls=3),
 }
 # (config, n_ctx, n_query, n_features, n_classes, also under jax.jit)
