@@ -40,6 +40,12 @@ The three stages:
 Scalable softmax (SSMax / QASSMax) on the queries of the first attention of every ISAB block
 (``col_ssmax``) and of the ICL transformer (``icl_ssmax``) is implemented in all of its variants.
 
+Verified against tabicl 2.2.0's module with seeded random weights: ``tests/test_tabicl_port.py``
+(small configs covering every option; max |logit difference| <= 5e-7, also under ``jit``) and,
+measured once, the constructor-default size (27.5 M parameters; 5, 10 and 13 classes, the last
+through the mixed-radix / hierarchical path): max |difference| 1.2e-6. Gradients (``jax.grad``
+of a cross-entropy, both paths) are finite.
+
 Parameters are a nested dict of arrays (weights as ``[in, out]``); ``init`` draws random ones
 for a config, ``convert_tabicl`` reads a tabicl checkpoint (``{"config", "state_dict"}`` as the
 package saves them, or a bare state dict plus a config) without executing code.
