@@ -63,6 +63,7 @@ STRATEGIES = ("walk", "parallel", "solve", "grouped")
 SOLVE_BLOCK_CELLS = 2**18
 SOLVE_MIN_BLOCK_ROWS = 4096
 SKINNY = 8  # products with at most this inner dimension run elementwise (see _rows_dot)
+PER_MEMBER = ("trees", "tables")  # families the grouped sweeps evaluate member by member
 
 
 # ----------------------------------------------------------------------------- noise
@@ -475,7 +476,7 @@ def _row_blocks(block, k: int, d: int, n: int):
     return rows
 
 
-def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
+def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: bool = False):
     """ONE SCM in the compact layout (no k axis), column-major: noise eps f32[d, n], the
     uniforms u f32[c, n] of its categorical columns (``c.categorical``); rows f32[d, n].
 
@@ -486,7 +487,9 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
     levels masked), from their parents' rows, into the window nodes' channels; the level's
     nodes then take their value (numeric: output + eps, rounded when integer; categorical:
     inverse CDF of the softmax) and are written back. Equal to the walk up to float
-    rounding; the work of a sweep is its members' and the window's, not d's."""
+    rounding; the work of a sweep is its members' and the window's, not d's. ``one_by_one``
+    (one SCM, not under vmap): the costly families (``PER_MEMBER``) evaluate each window
+    member in its own branch, so members of other levels cost nothing."""
     d, n = eps_dxn.shape
     C, V = c.bias.shape[-1], c.width
     cat = np.asarray(c.categorical, np.int32)
@@ -508,9 +511,17 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
 
             def add(acc, g=g, window=window, keep=keep):
                 z = member_inputs(x_dxn, window(g.in_col), window(g.in_level))  # [W, R, n]
-                vals = group_outputs(g.family, jax.tree.map(window, g.params), z, c.tree_depth)
-                return acc.at[c.rank[window(g.node)] - first].add(
-                    jnp.where(keep[:, None, None], vals, 0.0), mode="drop")
+                params, pos = jax.tree.map(window, g.params), c.rank[window(g.node)] - first
+                if not (one_by_one and g.family in PER_MEMBER):
+                    vals = group_outputs(g.family, params, z, c.tree_depth)
+                    return acc.at[pos].add(jnp.where(keep[:, None, None], vals, 0.0),
+                                           mode="drop")
+                for w in range(g.width):  # costly families: each member only if on this level
+                    one = lambda acc, w=w: acc.at[pos[w]].add(group_outputs(
+                        g.family, jax.tree.map(lambda a: a[w:w + 1], params), z[w:w + 1],
+                        c.tree_depth)[0], mode="drop")
+                    acc = jax.lax.cond(keep[w], one, lambda acc: acc, acc)
+                return acc
 
             # a family with no member on this level is skipped (one SCM: a real branch; under
             # vmap over k both branches run, as a select)
@@ -529,8 +540,7 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d):
                 return jnp.where(is_cat[:, None], code, value)
 
             value = jax.lax.cond((is_cat & now).any(), codes, lambda v: v, value)
-        update = now
-        return x_dxn.at[nodes].set(jnp.where(update[:, None], value, x_dxn[nodes]))
+        return x_dxn.at[nodes].set(jnp.where(now[:, None], value, x_dxn[nodes]))
 
     return jax.lax.fori_loop(1, c.depth + 1, sweep, start)
 
@@ -539,7 +549,7 @@ def _grouped_columns(c: CompactSCM, noise, n: int, do_mask_d, do_value_d):
     """``_grouped`` over the k SCMs: rows f32[k, n, d], noise as for ``_solve_columns``."""
     if c.k == 1:  # one SCM: no vmap, so that the sweeps' branches really skip work
         one = jax.tree.map(lambda a: a[0], c)
-        sweeps = lambda c_, eps, u, *do: _grouped(one, eps[0], u[0], *do)[None]
+        sweeps = lambda c_, eps, u, *do: _grouped(one, eps[0], u[0], *do, one_by_one=True)[None]
     else:
         sweeps = jax.vmap(_grouped, in_axes=(0, 0, 0, None, None))
     return _row_blocks(lambda start, size: sweeps(c, *noise(start, size), do_mask_d,

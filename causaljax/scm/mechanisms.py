@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from causaljax.scm.compact import PAD_LEVEL
 from causaljax.scm.types import SCM
 
 
@@ -212,8 +213,8 @@ def group_outputs(family: str, params: dict, z_wxrxn: jax.Array, tree_depth: int
         fn = lambda z, *t: tree_outputs(z, *t, tree_depth)
         return _per_member(fn, z_wxrxn, p["feature"], p["threshold"], p["left"], p["right"],
                            p["value"])
-    if family == "tables":
-        return _per_member(table_outputs, z_wxrxn, p["slot"], p["edges"], p["remap"],
+    if family == "tables":  # the caller's rows are a cache-sized block already
+        return _per_member(_table_block, z_wxrxn, p["slot"], p["edges"], p["remap"],
                            p["value"], p["channel"])
     raise ValueError(f"unknown mechanism family {family!r}")
 
@@ -222,8 +223,6 @@ def compact_outputs(c, x_dxn: jax.Array) -> jax.Array:
     """Mechanism outputs of every node of ONE SCM in the compact layout (``c``: a
     ``compact.CompactSCM`` without the k axis) on given column-major rows f32[d, n]:
     f32[d, C, n] (roots: 0). The same values as ``all_node_outputs`` on the dense SCM."""
-    from causaljax.scm.compact import PAD_LEVEL
-
     d, n = x_dxn.shape
     out = jnp.broadcast_to(c.bias[:, :, None], (d, c.bias.shape[-1], n))
     for g in c.groups:
