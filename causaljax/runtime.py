@@ -49,3 +49,25 @@ def malloc_note() -> str:
     """The malloc setting this process runs under, for a benchmark's header and JSON."""
     return (f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)') or '(empty)'}, "
             f"transparent huge pages {thp_mode()}")
+
+
+DEFAULT_COMPILE_CACHE = os.path.join("~", ".cache", "causaljax", "xla")
+
+
+def use_compilation_cache(path: str | None = None) -> str | None:
+    """Keep compiled XLA programs on disk (JAX's persistent compilation cache) at ``path``
+    (default: ``$CAUSALJAX_COMPILE_CACHE`` or ``~/.cache/causaljax/xla``; 'none' turns it
+    off) -> the directory used, or None. A study compiles the same fine-tuning step for every
+    dataset (it clears JAX's in-memory caches between datasets to bound memory) and again in
+    every session or shard: with the cache a recompile is a load from disk. Programs that
+    compile in under 0.5 s are not stored."""
+    path = path or os.environ.get("CAUSALJAX_COMPILE_CACHE") or DEFAULT_COMPILE_CACHE
+    if path.lower() == "none":
+        return None
+    import jax
+
+    path = os.path.abspath(os.path.expanduser(path))
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path

@@ -1,11 +1,14 @@
-"""Shared test setup: strict JAX rank promotion and a network guard."""
+"""Shared test setup: strict JAX rank promotion, no persistent compilation cache (tests stay
+hermetic: the study scripts would otherwise write to ~/.cache), and a network guard."""
 
+import os
 import socket
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+os.environ.setdefault("CAUSALJAX_COMPILE_CACHE", "none")
 
 
 class NetworkBlocked(RuntimeError):

@@ -1,5 +1,6 @@
 """Fine-tuning loop and generators, on a tiny randomly initialised TFM of the real class."""
 
+import dataclasses
 import warnings
 
 import jax
@@ -248,9 +249,16 @@ def test_nan_guard_skips_bad_steps(setup):
 def test_finetune_with_pool_compiles_once(setup):
     table, split, params, task = setup
     src = PoolSource(jnp.asarray(table.values[split.train]))
-    loop.train_step.clear_cache()
+    loop.update_step.clear_cache()
+    loop.synthetic_step_rows.clear_cache()
     fc = FinetuneConfig(steps=4, eval_every=2, volume=0.5, pool_rows=64)
     r = finetune(params, MC, task, fc, source=src)
     assert r.steps == 4 and [h["step"] for h in r.history] == [0, 2, 4]
     assert np.isfinite(r.test_auc) and r.stopped == "steps"
-    assert loop.train_step._cache_size() == 1  # compiled once, not once per step
+    # compiled once, not once per step
+    assert loop.update_step._cache_size() == 1 and loop.synthetic_step_rows._cache_size() == 1
+    # another source shape, seed and patience: a new draw program, the same optimizer step
+    other = PoolSource(jnp.asarray(table.values[split.train][:40]))
+    finetune(params, MC, task, dataclasses.replace(fc, seed=3, patience=2, pool_rows=None),
+             source=other)
+    assert loop.update_step._cache_size() == 1 and loop.synthetic_step_rows._cache_size() == 2

@@ -25,3 +25,21 @@ def test_restarts_once_with_the_tunable_and_the_same_arguments():
 def test_keeps_a_setting_the_user_made():
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
     assert run(env) == ["glibc.malloc.arena_max=2", "a", "--b"]
+
+
+def test_compilation_cache_directory(tmp_path, monkeypatch):
+    import jax
+
+    from causaljax.runtime import use_compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv("CAUSALJAX_COMPILE_CACHE", str(tmp_path / "env"))
+        assert use_compilation_cache() == str(tmp_path / "env")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "env")
+        assert use_compilation_cache(str(tmp_path / "arg")) == str(tmp_path / "arg")
+        assert (tmp_path / "arg").is_dir()
+        assert use_compilation_cache("none") is None
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "arg")  # left as it was
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

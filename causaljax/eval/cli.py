@@ -63,6 +63,9 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they go to stderr, and only when it is a terminal)")
+    p.add_argument("--compile-cache", default=None,
+                   help="directory of JAX's persistent compilation cache (default "
+                        "$CAUSALJAX_COMPILE_CACHE or ~/.cache/causaljax/xla; 'none': off)")
 
 
 def check_common_arguments(args) -> tuple[int, int]:
@@ -232,9 +235,12 @@ def load_inputs(args, datasets) -> tuple:
 
     from causaljax import progress
 
+    from causaljax.runtime import use_compilation_cache
+
     t0 = time.perf_counter()
     STAGES.clear()
     progress.take_times()
+    use_compilation_cache(getattr(args, "compile_cache", None))
     families = parse_list(args.families, str, "families")
     tables = load_tables(datasets, csv=getattr(args, "csv", None),
                          target=getattr(args, "target", None))

@@ -31,8 +31,11 @@ from causaljax.finetune.loop import (
     _better,
     init_state,
     predict_proba,
+    step_config,
     step_shape,
-    train_step,
+    synthetic_step_rows,
+    training_part,
+    update_step,
 )
 from causaljax.finetune.sources import PoolSource, SCMSource
 from causaljax.eval.metrics import roc_auc
@@ -98,11 +101,27 @@ def _pad_rows(x, rows: int):
     return jnp.pad(x, ((0, rows - x.shape[0]), (0, 0)))
 
 
+@functools.partial(jax.jit, static_argnames=("shape",))
+def _draws(tasks, sources, keys, steps, *, shape):
+    """Every run's synthetic rows of its current step: vmap of ``synthetic_step_rows``."""
+    body = functools.partial(synthetic_step_rows.__wrapped__, shape=shape)
+    return jax.vmap(body)(tasks, sources, keys, steps)
+
+
 @functools.partial(jax.jit, static_argnames=("mc", "fc", "shape"), donate_argnums=(0,))
+def _updates(states, tasks, synthetic, keys, *, mc, fc, shape):
+    """One optimizer step of every run: vmap of ``update_step``."""
+    body = functools.partial(update_step.__wrapped__, mc=mc, fc=fc, shape=shape)
+    return jax.vmap(body)(states, tasks, synthetic, keys)
+
+
 def _steps(states, tasks, sources, keys, *, mc, fc, shape):
-    """One optimizer step of every run (a stacked source or None): vmap of ``train_step``."""
-    body = functools.partial(train_step.__wrapped__, mc=mc, fc=fc, shape=shape)
-    return jax.vmap(body)(states, tasks, sources, keys)
+    """One step of every run (a stacked source or None), as ``loop.train_step`` does it."""
+    R, F = tasks.x_train.shape[0], tasks.x_train.shape[-1]
+    synthetic = (_draws(tasks, sources, keys, states.step, shape=shape) if shape.n_syn else
+                 (jnp.zeros((R, 0, F), jnp.float32), jnp.zeros((R, 0), jnp.int32)))
+    return _updates(states, training_part(tasks), synthetic, keys, mc=mc, fc=step_config(fc),
+                    shape=shape)
 
 
 @functools.partial(jax.jit, static_argnames=("mc",))

@@ -1,12 +1,16 @@
 """Full fine-tuning of the in-context TFM on real rows mixed with synthetic rows.
 
-One step (``train_step``, jitted, pure, buffers donated):
+One step (``train_step``: two jitted, pure programs on the device, buffers donated):
   1. ``key = fold_in(run_key, step)``; the n real training rows are permuted and split into
      ``n_real_ctx`` context and ``n_real_query`` query rows;
-  2. ``n_syn_ctx + n_syn_query`` synthetic rows are drawn INSIDE the step from a ``Source``
-     (an SCM ensemble drawn fresh by the compiled sampler, or a fixed pool; no host trip);
-  3. one dataset ``[real ctx | syn ctx | real query | syn query]`` goes through the model;
-     the loss is the cross-entropy of all query rows (real and synthetic);
+  2. ``n_syn_ctx + n_syn_query`` synthetic rows are drawn on the device from a ``Source``
+     (an SCM ensemble drawn fresh by the compiled sampler, or a fixed pool; no host trip) by
+     their own program (``synthetic_step_rows``: it depends on the source's shapes, which
+     differ per fitted ensemble, and compiles in a second or two);
+  3. (``update_step``, one compilation per n_train, step shape and optimizer, shared by every
+     dataset, fold and source) one dataset ``[real ctx | syn ctx | real query | syn query]``
+     goes through the model; the loss is the cross-entropy of all query rows (real and
+     synthetic);
   4. AdamW (warmup + cosine, global-norm clipping); a step with a non-finite loss or gradient
      is skipped (``optax.apply_if_finite``: the NaN guard).
 
@@ -173,23 +177,54 @@ class Batch(NamedTuple):
     n_classes: jax.Array  # int32[1]
 
 
-def make_batch(task: Task, source, key, shape: StepShape) -> Batch:
-    """Split the real rows into context / query and add synthetic rows drawn from ``source``."""
-    k_perm, k_syn = jax.random.split(key)
-    perm = jax.random.permutation(k_perm, task.x_train.shape[0])
+def step_keys(key, step):
+    """(permutation key, synthetic-draw key) of optimizer step ``step`` of a run."""
+    return jax.random.split(jax.random.fold_in(key, step))
+
+
+def draw_synthetic(task: Task, source, key, shape: StepShape):
+    """The step's synthetic rows in model space: (x f32[n_syn, F], y int32[n_syn])."""
+    F = task.x_train.shape[1]
+    if not shape.n_syn:
+        return jnp.zeros((0, F), jnp.float32), jnp.zeros((0,), jnp.int32)
+    rows = source.draw(key, shape.n_syn)  # f32[n_syn, d]
+    return encode_rows(rows, task.feature_idx, task.target_idx, task.n_classes, F)
+
+
+def assemble_batch(task: Task, synthetic, key, shape: StepShape) -> Batch:
+    """Split the real rows into context / query (permutation from ``key``) and add the
+    ``synthetic`` rows of ``draw_synthetic``."""
+    xs, ys = synthetic
+    perm = jax.random.permutation(key, task.x_train.shape[0])
     rc = perm[: shape.n_real_ctx]
     rq = perm[shape.n_real_ctx: shape.n_real_ctx + shape.n_real_query]
-    F = task.x_train.shape[1]
-    if shape.n_syn:
-        rows = source.draw(k_syn, shape.n_syn)  # f32[n_syn, d]
-        xs, ys = encode_rows(rows, task.feature_idx, task.target_idx, task.n_classes, F)
-    else:
-        xs, ys = jnp.zeros((0, F), jnp.float32), jnp.zeros((0,), jnp.int32)
     c = shape.n_syn_ctx
     x = jnp.concatenate([task.x_train[rc], xs[:c], task.x_train[rq], xs[c:]])
     y = jnp.concatenate([task.y_train[rc], ys[:c], task.y_train[rq], ys[c:]])
     ctx = jnp.arange(shape.n_rows) < shape.n_real_ctx + c
     return Batch(x[None], y[None], ctx[None], task.feat[None], task.n_classes[None])
+
+
+def make_batch(task: Task, source, key, shape: StepShape) -> Batch:
+    """The batch of the step whose key is ``fold_in(run_key, step)``: ``draw_synthetic`` and
+    ``assemble_batch`` in one."""
+    k_perm, k_syn = jax.random.split(key)
+    return assemble_batch(task, draw_synthetic(task, source, k_syn, shape), k_perm, shape)
+
+
+def training_part(task: Task) -> Task:
+    """The fields of a Task that an optimizer step reads (the others None), so that the step's
+    program depends on n_train and the model's feature slots only, not on the dataset's
+    columns or evaluation rows."""
+    return task._replace(x_val=None, y_val=None, x_test=None, y_test=None, feature_idx=None,
+                         target_idx=None)
+
+
+def step_config(fc: FinetuneConfig) -> FinetuneConfig:
+    """``fc`` with the fields an optimizer step does not read set to their defaults, so that
+    runs differing only in them (seed, patience, volume, ...) share one compiled step."""
+    keep = ("steps", "lr", "weight_decay", "warmup_share", "clip")
+    return FinetuneConfig(**{f: getattr(fc, f) for f in keep})
 
 
 # ----------------------------------------------------------------------------- model
@@ -234,12 +269,32 @@ def update(state: State, batch: Batch, *, mc: ModelConfig, fc: FinetuneConfig):
     return State(state.step + 1, params, opt_state), loss
 
 
+@functools.partial(jax.jit, static_argnames=("shape",))
+def synthetic_step_rows(task: Task, source, key, step, *, shape: StepShape):
+    """The synthetic rows of step ``step`` (a device scalar), drawn on the device. A program
+    of its own: it depends on the source's shapes (one per fitted SCM ensemble), so that the
+    (costly to compile) optimizer step does not."""
+    return draw_synthetic(task, source, step_keys(key, step)[1], shape)
+
+
 @functools.partial(jax.jit, static_argnames=("mc", "fc", "shape"), donate_argnums=(0,))
+def update_step(state: State, task: Task, synthetic, key, *, mc: ModelConfig,
+                fc: FinetuneConfig, shape: StepShape):
+    """(state, ``training_part(task)``, the step's synthetic rows, run key) -> (state, loss).
+    Pass ``step_config(fc)``: one compilation per (n_train, step shape, optimizer)."""
+    batch = assemble_batch(task, synthetic, step_keys(key, state.step)[0], shape)
+    return update(state, batch, mc=mc, fc=fc)
+
+
 def train_step(state: State, task: Task, source, key, *, mc: ModelConfig, fc: FinetuneConfig,
                shape: StepShape):
-    """(state, task, source, run key) -> (state, loss); data from fold_in(key, step)."""
-    batch = make_batch(task, source, jax.random.fold_in(key, state.step), shape)
-    return update(state, batch, mc=mc, fc=fc)
+    """(state, task, source, run key) -> (state, loss); data from fold_in(key, step): the
+    synthetic rows drawn on the device (``synthetic_step_rows``), then the optimizer step
+    (``update_step``). No host round trip: both programs read the step from the state."""
+    synthetic = (synthetic_step_rows(task, source, key, state.step, shape=shape) if shape.n_syn
+                 else draw_synthetic(task, None, None, shape))
+    return update_step(state, training_part(task), synthetic, key, mc=mc, fc=step_config(fc),
+                       shape=shape)
 
 
 @functools.partial(jax.jit, static_argnames=("mc",))
