@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The full classification study (issue 20), fold by fold over every dataset the shipped TFM
+# takes (hepatic_qsar: 376 features and leaf_flavia: 32 classes exceed its 100 / 10), so that
+# a stopped run leaves whole folds of every dataset; rerun to resume (finished runs are skipped).
+# Usage: bash notes/full_study/run.sh [FIRST_FOLDS LAST_FOLDS]   (default 1 10)
+set -u
+cd "$(dirname "$0")/../.."
+OUT=notes/full_study
+DS="breast_cancer wine iris digits penguins anes96 fair credit_g breast_w pima glass birthwt
+    spam7 churn credit_data hpc cells credit_card swiss_labor titanic wells smarket contraception"
+for F in $(seq "${1:-1}" "${2:-10}"); do
+  python experiments/scale_volume.py --datasets $DS --folds "$F" --n-train 64 \
+      --volumes 0,1,4,16 --methods real,causalmix,scm --out $OUT --no-progress || exit $?
+  python experiments/scale_volume.py --datasets $DS --folds "$F" --n-train 64 \
+      --volumes 1 --methods copula,tabebm,ctgan --out $OUT --no-progress || exit $?
+done
