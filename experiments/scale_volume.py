@@ -22,6 +22,8 @@ Output in --out (default runs/scale_volume):
                             the fidelity of each method's synthetic rows against held-out rows
                             (fid_* columns, causaljax.eval.fidelity)
     improvement_vs_volume.png, gap_vs_volume.png
+    critical_difference.png autorank's critical-difference diagram of the arms over datasets
+                            (with >= 5 datasets; its test and ranks in summary.md)
 
 Resuming: the run id is a hash of the run's config; finished runs are skipped, every run
 file is written to a temp file and renamed, so a study killed at any point (even SIGKILL)
@@ -100,6 +102,7 @@ def write_outputs(out: Path, store, volumes, base: dict | None = None) -> str:
     ``base``, only the runs with its edge rule / DAG sampler (``cli.current_rows``)."""
     from causaljax.data import domain
     from causaljax.eval.plots import plot_study
+    from causaljax.eval.critical_difference import critical_difference
     from causaljax.eval.fidelity import fidelity_markdown
     from causaljax.eval.report import summary_markdown
 
@@ -109,8 +112,10 @@ def write_outputs(out: Path, store, volumes, base: dict | None = None) -> str:
     if df.empty:
         return ""
     df["domain"] = [domain(n, default="your data") for n in df.dataset]
+    cd_lines, _ = critical_difference(df, str(out / "critical_difference.png"))
     notes = "\n\n".join(filter(None, [
-        fidelity_markdown(df), "Plots: improvement_vs_volume.png, gap_vs_volume.png."]))
+        fidelity_markdown(df), "\n".join(cd_lines),
+        "Plots: improvement_vs_volume.png, gap_vs_volume.png."]))
     text = summary_markdown(df, notes=notes)
     write_results(out, df, text)
     plot_study(df, str(out))
