@@ -29,6 +29,7 @@ from causaljax.finetune.loop import (
     Result,
     Task,
     _better,
+    draw_synthetic,
     init_state,
     predict_proba,
     step_config,
@@ -117,11 +118,10 @@ def _updates(states, tasks, synthetic, keys, *, mc, fc, shape):
 
 def _steps(states, tasks, sources, keys, *, mc, fc, shape):
     """One step of every run (a stacked source or None), as ``loop.train_step`` does it."""
-    R, F = tasks.x_train.shape[0], tasks.x_train.shape[-1]
+    train = training_part(tasks)
     synthetic = (_draws(tasks, sources, keys, states.step, shape=shape) if shape.n_syn else
-                 (jnp.zeros((R, 0, F), jnp.float32), jnp.zeros((R, 0), jnp.int32)))
-    return _updates(states, training_part(tasks), synthetic, keys, mc=mc, fc=step_config(fc),
-                    shape=shape)
+                 jax.vmap(lambda t: draw_synthetic(t, None, None, shape))(train))  # no rows
+    return _updates(states, train, synthetic, keys, mc=mc, fc=step_config(fc), shape=shape)
 
 
 @functools.partial(jax.jit, static_argnames=("mc",))
