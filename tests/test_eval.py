@@ -144,6 +144,23 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert len(df) == 8 and df.run_id.is_unique
 
 
+def test_restore_from_the_results_table(tmp_path):
+    """A fresh clone has the committed results.parquet but no runs/: restore writes back the
+    missing runs (same rows), and nothing twice."""
+    store = ResultsStore(tmp_path)
+    run_grid(_configs(), _fake_run, store, progress=False)
+    table = tmp_path / "results.parquet"
+    store.read().to_parquet(table)
+    before = store.read().sort_values("run_id", ignore_index=True)
+    for path in sorted(store.runs.glob("*.parquet"))[:5]:
+        path.unlink()
+    assert store.restore(table) == 5 and store.restore(table) == 0
+    after = store.read().sort_values("run_id", ignore_index=True)
+    pd.testing.assert_frame_equal(after, before)
+    assert run_grid(_configs(), _fake_run, store, progress=False) == []
+    assert ResultsStore(tmp_path / "none").restore(tmp_path / "missing.parquet") == 0
+
+
 def test_resume_after_sigkill(tmp_path):
     """A study process killed with SIGKILL mid-run, then rerun, ends with every run once."""
     script = textwrap.dedent(f"""

@@ -303,6 +303,9 @@ def run_study(configs, run, out, *, progress: bool, **grid_options):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out)
+    restored = store.restore(out / "results.parquet")
+    if restored:
+        log_stage("restore", 0.0, f"{restored} run(s) of results.parquet missing from runs/")
     t0 = time.perf_counter()
     progress_lib.take_times()
     with warnings.catch_warnings(), progress_lib.disabled(not progress):

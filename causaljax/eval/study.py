@@ -49,6 +49,19 @@ class ResultsStore:
         os.replace(tmp, path)
         return path
 
+    def restore(self, table: str | os.PathLike) -> int:
+        """Write back the runs of a results table (``results.parquet``: one row per run, with
+        ``run_id``) that are missing under ``runs/``: a fresh clone of a study whose table was
+        committed (``runs/`` is not) resumes where it stopped. -> the number restored."""
+        if not Path(table).is_file():
+            return 0
+        done = self.done()
+        rows = pd.read_parquet(table)
+        missing = rows[~rows.run_id.isin(done)] if "run_id" in rows else rows.iloc[:0]
+        for _, row in missing.iterrows():
+            self.write(row.run_id, row.drop("run_id").to_dict())
+        return len(missing)
+
     def read(self) -> pd.DataFrame:
         """All finished runs, one row each (empty frame if none)."""
         files = sorted(self.runs.glob("*.parquet")) if self.runs.is_dir() else []
