@@ -12,11 +12,15 @@ transparent huge pages in ``madvise`` or ``always`` mode) those allocations are 
 
 The variable is read when a process starts, so the entry points (experiments, benchmarks)
 call ``reexec_with_hugepages()`` first: the script starts again with it set. Set
-``GLIBC_TUNABLES`` yourself (e.g. to an empty value) to keep your own setting.
+``GLIBC_TUNABLES`` yourself (e.g. to an empty value) to keep your own setting. It applies to
+CPU runs only: where JAX will take an accelerator (``cpu_backend_expected``) the buffers live
+in device memory and the process starts once, as it is.
 """
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
 import sys
 
@@ -33,12 +37,31 @@ def thp_mode() -> str | None:
     return text[text.find("[") + 1:text.find("]")] if "[" in text else None
 
 
+ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin",
+                       "jax_rocm60_plugin", "libtpu")
+ACCELERATOR_DEVICES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel[0-9]*", "/dev/vfio/[0-9]*")
+
+
+def cpu_backend_expected() -> bool:
+    """Whether JAX's default backend will be the CPU, decided without starting JAX (so before
+    the re-exec): the first of ``JAX_PLATFORMS`` when it is set; otherwise True unless an
+    accelerator plugin is installed and its device nodes exist."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    plugin = any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
+    device = any(glob.glob(pattern) for pattern in ACCELERATOR_DEVICES)
+    return not (plugin and device)
+
+
 def reexec_with_hugepages() -> None:
     """Restart this Python process (same interpreter, options and arguments) with
     ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` where that can take effect: Linux, transparent
-    huge pages not 'never', and ``GLIBC_TUNABLES`` not set already (so it restarts at most
-    once). Elsewhere it returns at once. Call it first thing under ``__main__``."""
-    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or thp_mode() in (None, "never"):
+    huge pages not 'never', ``GLIBC_TUNABLES`` not set already (so it restarts at most once)
+    and a CPU backend (``cpu_backend_expected``). Elsewhere it returns at once. Call it first
+    thing under ``__main__``."""
+    if (sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ
+            or thp_mode() in (None, "never") or not cpu_backend_expected()):
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -27,9 +27,11 @@ threefry for a counter hash, ~7x cheaper on CPUs.
 the k SCMs, callable inside another ``jax.jit``, and shards over all local devices when there
 are several (``sample_on_devices``). ``stream`` / ``write`` produce huge volumes in chunks.
 
-Multi-host: call ``jax.distributed.initialize()`` in every process before anything else; then
-``jax.devices()`` lists every host's devices and ``sample_on_devices`` shards the draw over
-the global mesh (each host holds the shards of its own devices).
+Several processes (hosts): call ``causaljax.distributed.initialize`` in every process before
+anything else; then ``jax.devices()`` lists every process's devices, ``sample`` shards the draw
+over the global mesh and returns one global array (each process holds the shards of its own
+devices; every process must make the same call with the same SCM and key). ``to_pandas`` /
+``to_arrow`` gather it; ``write`` writes each process's own rows to its own part file.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ PER_MEMBER = ("trees", "tables")  # families the grouped sweeps evaluate member 
 
 # ----------------------------------------------------------------------------- noise
 RNGS = ("key", "hash")
+
+
+def default_rng() -> str:
+    """The uniform generator that is cheaper on the default backend: "hash" on the CPU
+    (``hash_uniform``, ~7x cheaper than threefry there), "key" (threefry) on accelerators,
+    where threefry is fast and the key's stream is JAX's own."""
+    return "hash" if jax.default_backend() == "cpu" else "key"
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -719,8 +728,9 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
     "solve". ``rng``: "key" (the key's JAX generator) or "hash" (``hash_uniform``, faster on CPU).
     ``levels``: the column layout (level count per column, slots as ``slots_for``) of an SCM
     traced inside ``jit``, so the draw can still specialise on it (read from concrete SCMs).
-    Callable inside ``jax.jit``; compiled once per shape. With several local devices and
-    concrete inputs the draw is sharded over them (same values as one device)."""
+    Callable inside ``jax.jit``; compiled once per shape. With several devices (of this or of
+    several processes) and concrete inputs the draw is sharded over them (same values as one
+    device; a global array when there are several processes)."""
     if not isinstance(scm, CompactSCM):
         check_shapes(scm)
     key = _check_key(key)
@@ -740,7 +750,7 @@ def sample(scm: SCM, key: jax.Array, n: int, *, do: Mapping | None = None, table
     rounding = static_rounding(scm, levels) if strategy == "solve" else None
     if strategy == "grouped":
         scm = as_compact(scm)
-    if jax.local_device_count() > 1 and not _is_traced(scm, key):
+    if jax.device_count() > 1 and not _is_traced(scm, key):
         return sample_on_devices(scm, key, int(n), do_mask=do_mask, do_value=do_value,
                                  strategy=strategy, levels=levels, rng=rng, rounding=rounding)
     return _sample(scm, key, do_mask, do_value, n=int(n), strategy=strategy, levels=levels,
@@ -781,20 +791,29 @@ def device_mesh(devices=None) -> Mesh:
 
 @functools.lru_cache(maxsize=64)
 def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels, rng: str,
-                     rounding=None):
-    scm_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec()
-    rows_spec = PartitionSpec("dev") if split == "scms" else PartitionSpec(None, "dev")
+                     rounding=None, key_impl: str | None = None):
+    """The jitted sharded draw; ``key_impl``: the key arrives as raw key data (placed on a
+    global mesh) and is wrapped again with this PRNG implementation."""
     fn = functools.partial(_sample.__wrapped__, n=n, strategy=strategy, levels=levels, rng=rng,
                            rounding=rounding)
+    scm_sharding, rows_sharding = _split_shardings(mesh, split)
 
     def sharded(scm, key, do_mask, do_value):
+        if key_impl is not None:
+            key = jax.random.wrap_key_data(key, impl=key_impl)
         rows = fn(scm, key, do_mask, do_value)
-        return jax.lax.with_sharding_constraint(rows, NamedSharding(mesh, rows_spec))
+        return jax.lax.with_sharding_constraint(rows, rows_sharding)
 
-    in_shardings = (NamedSharding(mesh, scm_spec), NamedSharding(mesh, PartitionSpec()),
-                    NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec()))
-    return jax.jit(sharded, in_shardings=in_shardings,
-                   out_shardings=NamedSharding(mesh, rows_spec))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(sharded, in_shardings=(scm_sharding, replicated, replicated, replicated),
+                   out_shardings=rows_sharding)
+
+
+def _split_shardings(mesh: Mesh, split: str) -> tuple:
+    """(the SCM's sharding, the rows' sharding) of a draw split over SCMs or rows."""
+    if split == "scms":
+        return NamedSharding(mesh, PartitionSpec("dev")), NamedSharding(mesh, PartitionSpec("dev"))
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(None, "dev"))
 
 
 def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
@@ -817,7 +836,20 @@ def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
     else:  # no even split: draw on one device
         return _sample(scm, key, do_mask, do_value, n=n, strategy=strategy, levels=levels,
                        rng=rng, rounding=rounding)
-    return _sharded_sampler(mesh, split, n, strategy, levels, rng, rounding)(
+    if not mesh.is_multi_process:
+        return _sharded_sampler(mesh, split, n, strategy, levels, rng, rounding)(
+            scm, key, do_mask, do_value)
+    # several processes: every input becomes a global array (each process holds it whole)
+    from causaljax import distributed
+
+    key_impl = None
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key_impl, key = str(jax.random.key_impl(key)), jax.random.key_data(key)
+    scm_sharding, _ = _split_shardings(mesh, split)
+    scm = jax.tree.map(lambda a: distributed.global_array(distributed.to_host(a), scm_sharding),
+                       scm)
+    key, do_mask, do_value = distributed.replicate((key, do_mask, do_value), mesh)
+    return _sharded_sampler(mesh, split, n, strategy, levels, rng, rounding, key_impl)(
         scm, key, do_mask, do_value)
 
 
@@ -833,12 +865,19 @@ def stream(scm: SCM, key, total_rows: int, chunk_rows: int, **kwargs) -> Iterato
         yield rows[:, : min(chunk_rows, total_rows - i * chunk_rows)]
 
 
+def _host_rows(rows) -> np.ndarray:
+    """Rows on the host as float32, gathered from every process if ``rows`` is global."""
+    from causaljax.distributed import to_host
+
+    return to_host(rows).astype(np.float32, copy=False)
+
+
 def to_pandas(rows, table):
     """Decode encoded rows f32[n, d] (or [k, n, d], flattened in SCM order) to a DataFrame
     with the table's column names, dtypes and category labels."""
     import dataclasses
 
-    rows = np.asarray(rows, np.float32).reshape(-1, table.n_cols)
+    rows = _host_rows(rows).reshape(-1, table.n_cols)
     decoded = dataclasses.replace(table, values=rows, missing=np.zeros(rows.shape, bool))
     return decoded.to_pandas()
 
@@ -851,7 +890,7 @@ def to_arrow(rows, table):
     import pandas as pd
     import pyarrow as pa
 
-    rows = np.asarray(rows, np.float32).reshape(-1, table.n_cols)
+    rows = _host_rows(rows).reshape(-1, table.n_cols)
     arrays = []
     for j, col in enumerate(table.columns):
         x = rows[:, j]
@@ -871,28 +910,62 @@ def write(scm: SCM, table, path, total_rows: int, *, key=None, chunk_rows: int =
           **kwargs) -> int:
     """Write ``total_rows`` decoded rows (all k SCMs together) to a Parquet file, chunk by chunk
     so memory stays bounded (``to_arrow`` decoding: categorical columns dictionary-encoded).
-    Returns the number of rows written. ``kwargs`` go to ``sample`` (strategy, rng, do)."""
+    ``kwargs`` go to ``sample`` (strategy, rng, do). With several processes each writes its own
+    rows (no gather) to ``part_path(path)``; the parts together hold the rows of the one-process
+    file (each part in the file's order, the parts interleaved by chunk). Returns the number of
+    rows this process wrote."""
     import pyarrow.parquet as pq
 
     key = jax.random.key(0) if key is None else key
     per_scm = max(1, math.ceil(chunk_rows / scm.k))
-    written, writer = 0, None
+    path = part_path(path) if jax.process_count() > 1 else path
+    done, written, writer = 0, 0, None  # rows of every process so far, rows of this one
     try:
         for rows in stream(scm, key, math.ceil(total_rows / scm.k), per_scm, **kwargs):
-            rows = np.asarray(rows).reshape(-1, scm.d)[: total_rows - written]
-            batch = to_arrow(rows, table)
+            mine = _local_flat_rows(rows, total_rows - done)
+            done += min(rows.shape[0] * rows.shape[1], total_rows - done)
+            batch = to_arrow(mine, table)
             if writer is None:
                 writer = pq.ParquetWriter(str(path), batch.schema)
             writer.write_table(batch)
-            written += len(rows)
+            written += len(mine)
     finally:
         if writer is not None:
             writer.close()
     return written
 
 
+def part_path(path) -> str:
+    """This process's part of a file that several processes write: ``stem.part-I-of-N.ext``
+    (one process: ``path`` itself). Read them all back with ``pandas.read_parquet`` on the
+    sorted list of parts."""
+    import os
+
+    if jax.process_count() == 1:
+        return str(path)
+    stem, ext = os.path.splitext(str(path))
+    return f"{stem}.part-{jax.process_index():05d}-of-{jax.process_count():05d}{ext}"
+
+
+def _local_flat_rows(rows_kxcxd, limit: int) -> np.ndarray:
+    """The rows f32[m, d] of a draw [k, c, d] that this process holds, flattened in SCM order
+    (row s * c + i) and cut to the first ``limit`` rows of the whole draw."""
+    from causaljax.distributed import local_blocks
+
+    c = rows_kxcxd.shape[1]
+    flat, values = [], []
+    for (scms, rows, _), block in local_blocks(rows_kxcxd):
+        ids = np.arange(scms.start, scms.stop)[:, None] * c + np.arange(rows.start, rows.stop)
+        flat.append(ids.reshape(-1))
+        values.append(block.reshape(-1, block.shape[-1]))
+    flat, values = np.concatenate(flat), np.concatenate(values)
+    order = np.argsort(flat, kind="stable")
+    keep = order[flat[order] < limit]
+    return values[keep]
+
+
 __all__ = ["sample", "as_numpyro", "sample_mixture", "mixture_counts", "draw_noise", "propagate", "stream",
-           "write", "to_pandas", "to_arrow", "hash_uniform", "sample_on_devices", "device_mesh", "intervention_arrays",
+           "write", "part_path", "default_rng", "to_pandas", "to_arrow", "hash_uniform", "sample_on_devices", "device_mesh", "intervention_arrays",
            "ROOT", "NUMERIC", "CATEGORICAL"]
 
 

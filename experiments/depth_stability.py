@@ -79,6 +79,7 @@ def check_args(args) -> tuple[int, int]:
 
 def write_outputs(out: Path, store, args) -> str:
     from causaljax.eval.depth import plot_depth, summary_markdown, unit_table
+    from causaljax.eval.files import write_atomically
 
     df = current_rows(store.read(), dag_settings(args))  # rows of these SCM settings
     if df.empty or not (df.method == "causalmix").any():
@@ -86,9 +87,7 @@ def write_outputs(out: Path, store, args) -> str:
     text = summary_markdown(df, alpha=args.alpha, n_perm=args.n_perm,
                             notes="Plot: depth_vs_stability.png; units: units.csv.")
     write_results(out, df, text)
-    tmp = out / ".units.csv.tmp"
-    unit_table(df).to_csv(tmp, index=False)
-    os.replace(tmp, out / "units.csv")
+    write_atomically(out / "units.csv", lambda tmp: unit_table(df).to_csv(tmp, index=False))
     plot_depth(df, str(out / "depth_vs_stability.png"))
     return text
 
@@ -112,7 +111,8 @@ def main(argv=None) -> int:
     opts = scm_options(args, args.dags, families)
     study = DepthStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
-    text = write_outputs(Path(args.out), store, args)
+    with store.outputs_lock():
+        text = write_outputs(Path(args.out), store, args)
     print_report(text, store, ran, configs, seconds, args.out)
     return 0
 

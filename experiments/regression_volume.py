@@ -128,12 +128,13 @@ def main(argv=None) -> int:
                        n_bins=args.n_bins, select="val_mae")
     configs = shard(grid(list(frames), args.folds, methods, volumes, base), shard_i, shard_n)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
-    df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
-    if not df.empty:
-        df["domain"] = [domain(n, default="your data") for n in df.dataset]
-        text = summary_markdown(df, notes="Plot: mae_reduction_vs_volume.png.")
-        write_results(out, df, text)
-        plot_reduction(df, str(out / "mae_reduction_vs_volume.png"))
+    with store.outputs_lock():
+        df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
+        if not df.empty:
+            df["domain"] = [domain(n, default="your data") for n in df.dataset]
+            text = summary_markdown(df, notes="Plot: mae_reduction_vs_volume.png.")
+            write_results(out, df, text)
+            plot_reduction(df, str(out / "mae_reduction_vs_volume.png"))
     print_report(text, store, ran, configs, seconds, out)
     return 0
 

@@ -148,7 +148,8 @@ def main(argv=None) -> int:
         configs, run, args.out, progress=not args.no_progress,
         group=fold_group if args.vmap_folds else None,
         run_group=run_group if args.vmap_folds else None)
-    text = write_outputs(Path(args.out), store, volumes, base)
+    with store.outputs_lock():
+        text = write_outputs(Path(args.out), store, volumes, base)
     print_report(text, store, ran, configs, seconds, args.out)
     return 0
 

@@ -95,6 +95,7 @@ def main(argv=None) -> int:
         return 2
 
     from causaljax.data import domain
+    from causaljax.eval.files import write_atomically
     from causaljax.eval.study import shard
     from causaljax.eval.transfer import TransferStudy, grid, summary_markdown, transfer_table
 
@@ -104,14 +105,15 @@ def main(argv=None) -> int:
     opts = scm_options(args, args.k_scms, families)
     study = TransferStudy(tables, params, mc, generator_options=opts)
     store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
-    df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
-    if not df.empty:
-        domains = {name: domain(name) for name in tables}
-        text = summary_markdown(df, domains, notes="One row per run and target: transfer.csv.")
-        write_results(out, df, text)
-        tmp = out / ".transfer.csv.tmp"
-        transfer_table(df, domains).to_csv(tmp, index=False)
-        os.replace(tmp, out / "transfer.csv")
+    with store.outputs_lock():
+        df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
+        if not df.empty:
+            domains = {name: domain(name) for name in tables}
+            text = summary_markdown(df, domains, notes="One row per run and target: "
+                                    "transfer.csv.")
+            write_results(out, df, text)
+            table = transfer_table(df, domains)
+            write_atomically(out / "transfer.csv", lambda tmp: table.to_csv(tmp, index=False))
     print_report(text, store, ran, configs, seconds, out)
     return 0
 

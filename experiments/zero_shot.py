@@ -33,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causaljax.data import load, low_data_splits, suite
+from causaljax.eval.files import write_atomically
 from causaljax.tfm import MAX_CLASSES, MAX_FEATURES
 from causaljax.tfm.classifier import TFMClassifier
 
@@ -141,8 +142,7 @@ def save(rows: list, columns: list, path: str) -> pd.DataFrame:
     """All rows so far as a frame, written to ``path`` atomically (temp file + rename)."""
     df = pd.DataFrame(rows, columns=columns)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    df.to_csv(path + ".tmp", index=False)
-    os.replace(path + ".tmp", path)
+    write_atomically(path, lambda tmp: df.to_csv(tmp, index=False))
     return df
 
 
@@ -186,7 +186,7 @@ def plot(df: pd.DataFrame, path: str) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
 
 

@@ -12,6 +12,30 @@ from causaljax.scm.types import NUMERIC, ROOT, SCM
 make_scm = random_scm  # the library's random SCM builder (every mechanism family)
 
 
+def mixed_table():
+    """(DataFrame, Table) of 200 rows: integer, float, string, bool columns, a string target."""
+    import pandas as pd
+
+    from causaljax.data import Table
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "age": rng.integers(18, 90, 200),
+        "income": rng.normal(50.0, 10.0, 200),
+        "city": rng.choice(["Oslo", "Lima", "Pune"], 200),
+        "member": rng.choice([True, False], 200),
+        "label": rng.choice(["good", "bad"], 200),
+    })
+    return df, Table.from_pandas(df, target="label")
+
+
+def scm_for_table(table, k=2, seed=1):
+    """k random SCMs with the table's column layout (levels, integer columns, names)."""
+    integer = [j for j, c in enumerate(table.columns) if c.is_integer]
+    return random_scm(seed=seed, k=k, n_levels=table.n_levels, integer=integer,
+                      names=table.names)
+
+
 def numpy_propagate(scm: SCM, eps, u, do=None):
     """Reference sampler: loops over SCMs, nodes (topological order), rows and trees."""
     a = {f: np.asarray(getattr(scm, f), np.float64 if np.asarray(getattr(scm, f)).dtype.kind == "f"

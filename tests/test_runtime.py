@@ -22,6 +22,37 @@ def test_restarts_once_with_the_tunable_and_the_same_arguments():
     assert run(env) == [runtime.TUNABLE if can else "(unset)", "a", "--b"]
 
 
+def test_no_restart_where_jax_takes_an_accelerator():
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert run(dict(env, JAX_PLATFORMS="cuda,cpu")) == ["(unset)", "a", "--b"]
+
+
+def test_cpu_backend_expected(monkeypatch):
+    for platforms, expected in (("cpu", True), ("cuda", False), ("tpu,cpu", False),
+                                ("cpu,cuda", True)):
+        monkeypatch.setenv("JAX_PLATFORMS", platforms)
+        assert runtime.cpu_backend_expected() is expected, platforms
+    monkeypatch.delenv("JAX_PLATFORMS")
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: name == "libtpu")
+    monkeypatch.setattr(runtime.glob, "glob", lambda pattern: [])
+    assert runtime.cpu_backend_expected()  # a plugin without its devices: still the CPU
+    monkeypatch.setattr(runtime.glob, "glob", lambda pattern: [pattern])
+    assert not runtime.cpu_backend_expected()
+
+
+def test_default_rng_follows_the_backend(monkeypatch):
+    import jax
+
+    from causaljax import sampler
+    from causaljax.prior import PriorConfig
+
+    assert jax.default_backend() == "cpu" and sampler.default_rng() == "hash"
+    assert PriorConfig().rng == "hash"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert sampler.default_rng() == "key" and PriorConfig().rng == "key"
+    assert PriorConfig(rng="hash").rng == "hash"  # a stored run's setting wins
+
+
 def test_keeps_a_setting_the_user_made():
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
     assert run(env) == ["glibc.malloc.arena_max=2", "a", "--b"]

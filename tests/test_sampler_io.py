@@ -4,27 +4,10 @@ import jax
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from scm_factory import mixed_table as _table
+from scm_factory import scm_for_table as _scm_for
 
 from causaljax import sampler
-from causaljax.data import Table
-from causaljax.scm.random import random_scm
-
-
-def _table():
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({
-        "age": rng.integers(18, 90, 200),
-        "income": rng.normal(50.0, 10.0, 200),
-        "city": rng.choice(["Oslo", "Lima", "Pune"], 200),
-        "member": rng.choice([True, False], 200),
-        "label": rng.choice(["good", "bad"], 200),
-    })
-    return df, Table.from_pandas(df, target="label")
-
-
-def _scm_for(table, k=2):
-    integer = [j for j, c in enumerate(table.columns) if c.is_integer]
-    return random_scm(seed=1, k=k, n_levels=table.n_levels, integer=integer, names=table.names)
 
 
 def test_to_pandas_restores_names_dtypes_and_labels():

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -129,16 +131,66 @@ def test_bench_smoke(tmp_path):
     assert data["families"] == "linear,mlp,trees"
 
 
-def test_vmap_folds_gives_the_runs_of_one_by_one(tmp_path):
+# 2 folds of one dataset: 2 (dataset, fold) groups of 3 runs (zeroshot, real, causalmix@1)
+TWO_FOLDS = [a if a != "1" or TINY[i - 1] != "--folds" else "2" for i, a in enumerate(TINY)] + [
+    "--volumes", "0,1", "--methods", "real,causalmix"]
+
+
+@pytest.fixture(scope="module")
+def one_process_runs(tmp_path_factory) -> pd.DataFrame:
+    """The TWO_FOLDS study run by one process, in this one: results.parquet by run id."""
+    out = tmp_path_factory.mktemp("one")
+    assert _script().main(TWO_FOLDS + ["--out", str(out)]) == 0
+    return pd.read_parquet(out / "results.parquet").set_index("run_id").sort_index()
+
+
+def test_vmap_folds_gives_the_runs_of_one_by_one(tmp_path, one_process_runs):
     """--vmap-folds runs the folds of a configuration as one program: same runs, same scores."""
-    mod = _script()
-    args = [a if a != "1" or TINY[i - 1] != "--folds" else "2" for i, a in enumerate(TINY)]
-    args += ["--volumes", "0,1", "--methods", "real,causalmix"]
-    assert mod.main(args + ["--out", str(tmp_path / "one")]) == 0
-    assert mod.main(args + ["--vmap-folds", "--out", str(tmp_path / "vmap")]) == 0
-    one = pd.read_parquet(tmp_path / "one" / "results.parquet").set_index("run_id").sort_index()
+    one = one_process_runs
+    assert _script().main(TWO_FOLDS + ["--vmap-folds", "--out", str(tmp_path / "vmap")]) == 0
     vm = pd.read_parquet(tmp_path / "vmap" / "results.parquet").set_index("run_id").sort_index()
     assert list(one.index) == list(vm.index) and len(one) == 6  # 2 folds x 3 runs
     assert (one.best_step == vm.best_step).all() and (one.steps == vm.steps).all()
     for col in ("test_auc", "val_auc", "zero_shot_auc"):
         assert (one[col] - vm[col]).abs().max() < 2e-3, col
+
+
+def test_two_shards_at_once_one_killed_and_rerun_give_the_runs_of_one(tmp_path,
+                                                                         one_process_runs):
+    """--shard 0/2 and 1/2 run at the same time into one --out; shard 1 is SIGKILLed once the
+    first run is stored, then rerun: the store ends with exactly the one-process runs (none
+    lost, none twice, same scores), and results.parquet holds all of them."""
+    out = tmp_path / "shared"
+
+    def command(i):
+        return [sys.executable, str(ROOT / "experiments" / "scale_volume.py"), *TWO_FOLDS,
+                "--shard", f"{i}/2", "--out", str(out)]
+
+    logs = [open(tmp_path / f"shard{i}.log", "w+") for i in range(2)]
+    procs = [subprocess.Popen(command(i), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True) for i, log in enumerate(logs)]
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "runs").glob("*.parquet")) and procs[1].poll() is None:
+            assert time.monotonic() < deadline, "no run stored within 300 s"
+            time.sleep(0.1)
+        os.killpg(procs[1].pid, signal.SIGKILL)
+        assert procs[1].wait(timeout=30) == -signal.SIGKILL  # killed before it finished
+        assert procs[0].wait(timeout=300) == 0, (logs[0].seek(0), logs[0].read())[1][-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        for log in logs:
+            log.close()
+    stored = len(list((out / "runs").glob("*.parquet")))
+    assert 3 <= stored < 6  # shard 0's three, shard 1's before the kill
+    res = subprocess.run(command(1), capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["ran"] == 6 - stored  # only the rest
+    assert len(list((out / "runs").glob("*.parquet"))) == 6
+    both = pd.read_parquet(out / "results.parquet").set_index("run_id").sort_index()
+    assert list(both.index) == list(one_process_runs.index)
+    for col in ("test_auc", "val_auc", "zero_shot_auc", "best_step", "steps"):
+        assert (both[col] == one_process_runs[col]).all(), col
+    assert not list(out.glob(".*.tmp*"))  # no temp file of an output left behind

@@ -217,14 +217,10 @@ def positive_ints(**values) -> None:
 def write_results(out: Path, df, summary: str) -> None:
     """``out/results.parquet`` (every stored run) and ``out/summary.md``, each written to a
     temp file and renamed, so a reader never sees half a file."""
-    import os
+    from causaljax.eval.files import write_atomically
 
-    tmp = out / ".results.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "results.parquet")
-    tmp = out / ".summary.md.tmp"
-    tmp.write_text(summary)
-    os.replace(tmp, out / "summary.md")
+    write_atomically(out / "results.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+    write_atomically(out / "summary.md", lambda tmp: tmp.write_text(summary))
 
 
 def load_inputs(args, datasets) -> tuple:

@@ -50,11 +50,13 @@ def critical_difference(df: pd.DataFrame, png: str | None = None, *, alpha: floa
         import matplotlib.pyplot as plt
         from autorank import plot_stats
 
+        from causaljax.eval.files import write_atomically
+
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             ax = plot_stats(res, allow_insignificant=True)
         fig = ax.get_figure() if hasattr(ax, "get_figure") else plt.gcf()
-        fig.savefig(png, bbox_inches="tight", dpi=120)
+        write_atomically(png, lambda tmp: fig.savefig(tmp, bbox_inches="tight", dpi=120))
         plt.close(fig)
         lines += ["", f"Diagram: {png.rsplit('/', 1)[-1]}."]
     return lines, res

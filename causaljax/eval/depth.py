@@ -192,6 +192,8 @@ def plot_depth(df: pd.DataFrame, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from causaljax.eval.files import write_atomically
+
     units = unit_table(df)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     rng = np.random.default_rng(0)
@@ -202,5 +204,5 @@ def plot_depth(df: pd.DataFrame, path: str) -> None:
         ax.set_ylabel(METRIC_TEXT[metric], fontsize=8)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from causaljax.eval.files import write_atomically
 from causaljax.eval.report import summary_table
 
 
@@ -82,10 +83,8 @@ def plot_curves(t, value: str, ylabel: str, path: str, zero_line: bool) -> str:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -9,6 +9,7 @@ interrupted study finishes exactly the runs of an uninterrupted one, none twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,6 +62,22 @@ class ResultsStore:
         for _, row in missing.iterrows():
             self.write(row.run_id, row.drop("run_id").to_dict())
         return len(missing)
+
+    @contextlib.contextmanager
+    def outputs_lock(self):
+        """Hold while reading the runs and writing the study's outputs from them: shards that
+        share the store (``--shard i/n``, same ``--out``) take turns, so the last to write
+        read last and its ``results.parquet`` holds every run (an exclusive ``flock`` on
+        ``root/.outputs.lock``; released when the process dies)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".outputs.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def read(self) -> pd.DataFrame:
         """All finished runs, one row each (empty frame if none)."""

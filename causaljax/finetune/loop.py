@@ -269,6 +269,42 @@ def update(state: State, batch: Batch, *, mc: ModelConfig, fc: FinetuneConfig):
     return State(state.step + 1, params, opt_state), loss
 
 
+@functools.lru_cache(maxsize=16)
+def update_on_mesh(mesh, *, mc: ModelConfig, fc: FinetuneConfig):
+    """``update`` as one data-parallel program over every device of ``mesh`` (one process or
+    several): state (parameters, optimizer) replicated, the batch's rows split over the
+    devices (``place_on_mesh``); XLA reduces the gradient over all of them. -> jitted
+    (state, batch) -> (state, loss), equal to ``update`` up to float rounding."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_shardings = Batch(*(NamedSharding(mesh, spec) for spec in _batch_specs(mesh)))
+    return jax.jit(functools.partial(update, mc=mc, fc=fc),
+                   in_shardings=(replicated, batch_shardings),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def _batch_specs(mesh) -> Batch:
+    """How a Batch is laid out on a mesh: x, y, ctx split along the rows, the rest replicated."""
+    from jax.sharding import PartitionSpec
+
+    rows = mesh.axis_names[0]
+    return Batch(PartitionSpec(None, rows), PartitionSpec(None, rows), PartitionSpec(None, rows),
+                 PartitionSpec(), PartitionSpec())
+
+
+def place_on_mesh(state: State, batch: Batch, mesh) -> tuple:
+    """(state, batch), host values every process holds whole, as the global arrays
+    ``update_on_mesh`` takes (N must be a multiple of the device count)."""
+    from jax.sharding import NamedSharding
+
+    from causaljax.distributed import global_array, replicate, to_host
+
+    placed = Batch(*(global_array(to_host(a), NamedSharding(mesh, spec))
+                     for a, spec in zip(batch, _batch_specs(mesh))))
+    return replicate(state, mesh), placed
+
+
 @functools.partial(jax.jit, static_argnames=("shape",))
 def synthetic_step_rows(task: Task, source, key, step, *, shape: StepShape):
     """The synthetic rows of step ``step`` (a device scalar), drawn on the device. A program
