@@ -295,12 +295,26 @@ def roofline(bytes_written: float, seconds: float) -> float | None:
 FAMILY_KW = {"linear": {}, "mlp": {"hidden": 16}, "trees": {"n_trees": 20, "tree_depth": 4}}
 
 
+DISTINCT_SCMS = 1024  # a larger grid k repeats these (building 1e5 SCMs on the host takes a minute)
+
+
+def grid_scm(family: str, d: int, k: int):
+    """k random SCMs of ``family`` over d columns (the last binary): at most DISTINCT_SCMS
+    distinct ones, repeated up to k (the draw's cost does not depend on which SCM is where),
+    with 1024-value noise pools (256 beyond DISTINCT_SCMS SCMs, to keep k x d x m in memory)."""
+    kb = min(k, DISTINCT_SCMS)
+    scm = random_scm(seed=d + k, k=kb, n_levels=(0,) * (d - 1) + (2,), edge_prob=3 / d,
+                     m=1024 if k <= DISTINCT_SCMS else 256, **FAMILY_KW[family])
+    if k == kb:
+        return scm
+    return jax.tree.map(lambda a: np.take(np.asarray(a), np.arange(k) % kb, axis=0), scm)
+
+
 def bench_grid(args, results):
     for family in args.families:
         for d in args.d:
             for k in args.k:
-                scm = random_scm(seed=d + k, k=k, n_levels=(0,) * (d - 1) + (2,), edge_prob=3 / d,
-                                 m=1024, **FAMILY_KW[family])
+                scm = grid_scm(family, d, k)
                 for n in args.n:
                     if k * n * d > args.max_cells:
                         continue
@@ -366,6 +380,9 @@ def main(argv=None):
     p.add_argument("--rngs", default=",".join(RNGS), help="uniform generators to time (key,hash)")
     p.add_argument("--out", default="results/bench_sampler")
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    p.add_argument("--grid", default=None, metavar="FAMILIES:N:D:K",
+                   help="the grid part's sizes, each a comma list, e.g. linear,mlp:512:20:64,1e5 "
+                        "(replaces the mode's grid; no cell limit)")
     args = p.parse_args(argv)
     if args.tiny:
         args.dowhy_rows, args.n, args.d, args.k = [1000], [1000], [10], [1, 4]
@@ -377,6 +394,11 @@ def main(argv=None):
     else:
         args.dowhy_rows, args.n = [100_000, 1_000_000], [1000, 10_000, 100_000, 1_000_000]
         args.d, args.k, args.families, args.max_cells = [20], [1, 64], list(FAMILY_KW), 1e8
+    if args.grid:
+        families, *sizes = args.grid.split(":")
+        args.families = families.split(",")
+        args.n, args.d, args.k = ([int(float(v)) for v in s.split(",")] for s in sizes)
+        args.max_cells = float("inf")
     cases = [("good", "near-linear", 20), ("good", "nonlinear", 20)]
     if args.full:
         cases = [(q, k, d) for d in (20, 50) for q in ("good", "better")

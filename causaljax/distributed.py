@@ -131,6 +131,19 @@ def to_host(array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
+def local_copy(tree):
+    """Every leaf of ``tree`` as an array of this process alone: a replicated global array's
+    copy on this process's first device (no communication); other leaves as they are."""
+    def local(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            if not a.is_fully_replicated:
+                raise ValueError("local_copy needs replicated arrays; use to_host to gather")
+            return a.addressable_data(0)
+        return a
+
+    return jax.tree.map(local, tree)
+
+
 def local_blocks(array) -> list[tuple[tuple, np.ndarray]]:
     """This process's blocks of ``array``: [(index, a tuple of ``slice`` per axis, values)],
     each block once (replicated copies count once), in index order. One block spanning the

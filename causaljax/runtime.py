@@ -54,6 +54,16 @@ def cpu_backend_expected() -> bool:
     return not (plugin and device)
 
 
+def cache_blocking() -> bool:
+    """Whether the compiled hot paths cut their rows into cache-sized blocks
+    (``sampler.SOLVE_BLOCK_CELLS``, ``scm.mechanisms.TABLE_BLOCK``): on the CPU backend only,
+    where a block that stays in L2 is faster; on an accelerator a loop over blocks would only
+    serialize work that the device runs in parallel."""
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 def reexec_with_hugepages() -> None:
     """Restart this Python process (same interpreter, options and arguments) with
     ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` where that can take effect: Linux, transparent

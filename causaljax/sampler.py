@@ -61,7 +61,8 @@ from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes, s
 STRATEGIES = ("walk", "parallel", "solve", "grouped")
 # the closed-form solve runs over blocks of rows, about SOLVE_BLOCK_CELLS cells (k x rows x d)
 # but at least SOLVE_MIN_BLOCK_ROWS rows each, so that its passes stay in the CPU caches
-# (measured on one core, 20 columns: 1e6 rows 264 -> 151 ms; 64 SCMs x 512 rows unchanged)
+# (measured on one core, 20 columns: 1e6 rows 264 -> 151 ms; 64 SCMs x 512 rows unchanged);
+# on the CPU only (``runtime.cache_blocking``): an accelerator solves all rows at once
 SOLVE_BLOCK_CELLS = 2**18
 SOLVE_MIN_BLOCK_ROWS = 4096
 SKINNY = 8  # products with at most this inner dimension run elementwise (see _rows_dot)
@@ -471,9 +472,12 @@ def _solve_columns(scm: SCM, noise, n: int, do_mask_d, do_value_d, levels: tuple
 def _row_blocks(block, k: int, d: int, n: int):
     """Rows f32[k, n, d] from ``block(start, size) -> f32[k, size, d]`` (rows start ..
     start + size - 1), over blocks of about SOLVE_BLOCK_CELLS cells (at least
-    SOLVE_MIN_BLOCK_ROWS rows) so that the column-major passes stay in the CPU caches."""
+    SOLVE_MIN_BLOCK_ROWS rows) so that the column-major passes stay in the CPU caches; one
+    block on other backends."""
+    from causaljax.runtime import cache_blocking
+
     chunk = max(SOLVE_BLOCK_CELLS // (k * d), SOLVE_MIN_BLOCK_ROWS)
-    if n <= chunk:
+    if n <= chunk or not cache_blocking():
         return block(0, n)
 
     def step(i, rows):

@@ -20,6 +20,14 @@ prior batch is drawn from fold_in(key, step)). --init-from starts a new run (ste
 schedule, fresh AdamW moments) from the parameters of a weights file ("default" = the shipped
 ones); the exported sidecar then counts the earlier steps and wall time too. Use a new --seed so
 the warm-started run draws prior batches the first run did not see.
+
+Several devices or processes: with more than one device (``jax.device_count()``) every step
+runs data-parallel over all of them (``train_step_on_mesh``: parameters replicated, the step's
+prior datasets split over the devices; the batch is rounded up to a multiple of the device
+count). Over several processes (hosts), start the same command in each with
+``--distributed`` (cluster detected: SLURM, Open MPI, TPU pods) or ``--coordinator HOST:PORT
+--num-processes N --process-id I``; every process saves and restores the Orbax checkpoints
+together, process 0 alone writes the logs, run.json and the plot.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causaljax import progress
+from causaljax import distributed, progress
 from causaljax.prior import PriorConfig
 from causaljax.tfm import checkpoint as ckpt_lib
 from causaljax.tfm.model import ModelConfig, n_params
@@ -50,6 +58,7 @@ from causaljax.tfm.pretrain import (
     restore_run_checkpoint,
     save_run_checkpoint,
     train_step,
+    train_step_on_mesh,
     validation_batches,
     validation_loss,
 )
@@ -116,8 +125,8 @@ def plot(out: str) -> None:
 
 def save_checkpoint(state, out: str, wall: float) -> str:
     return save_run_checkpoint(state, out, {
-        "step": int(state.step), "wall_time_s": wall, "device": jax.devices()[0].device_kind,
-        "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+        "step": int(distributed.local_copy(state.step)), "wall_time_s": wall,
+        "device": jax.devices()[0].device_kind, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 def load_run(out: str):
@@ -195,8 +204,19 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bar (it goes to stderr, and only when it is a terminal)")
+    ap.add_argument("--distributed", action="store_true",
+                    help="join the other processes of a cluster job (jax.distributed, detected)")
+    ap.add_argument("--coordinator", help="HOST:PORT of process 0 (with the next two)")
+    ap.add_argument("--num-processes", type=int)
+    ap.add_argument("--process-id", type=int)
     args = ap.parse_args(argv)
     args.out = os.path.abspath(args.out)
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        try:  # before anything else starts JAX
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except distributed.DistributedError as e:
+            raise SystemExit(f"pretrain_tfm.py: {e}") from None
+    lead = jax.process_index() == 0  # writes the logs, run.json and the plot
 
     if args.export:
         export(args.export, args.dest)
@@ -218,32 +238,38 @@ def main(argv=None):
             init_from = {"weights": str(args.init_from), "sha256": meta["sha256"],
                          "train_steps": meta.get("train_steps", 0),
                          "wall_time_s": meta.get("wall_time_s", 0.0)}
-        with open(run_json, "w") as f:
-            json.dump({"model": mc.to_dict(), "train": tc.to_dict(),
-                       "prior": dataclasses.asdict(pc), "argv": sys.argv[1:],
-                       **({"init_from": init_from} if init_from else {})}, f, indent=2)
-        for name in ("train_log.csv", "val_log.csv"):
-            if os.path.exists(os.path.join(args.out, name)):
-                os.remove(os.path.join(args.out, name))
+        if lead:
+            with open(run_json, "w") as f:
+                json.dump({"model": mc.to_dict(), "train": tc.to_dict(),
+                           "prior": dataclasses.asdict(pc), "argv": sys.argv[1:],
+                           **({"init_from": init_from} if init_from else {})}, f, indent=2)
+            for name in ("train_log.csv", "val_log.csv"):
+                if os.path.exists(os.path.join(args.out, name)):
+                    os.remove(os.path.join(args.out, name))
     dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
     state = init_state(mc, tc)
     if init_params is not None:
         state = state._replace(params=init_params, opt_state=optimizer(tc).init(init_params))
+    mesh = distributed.global_mesh() if jax.device_count() > 1 else None
+    if mesh is not None:  # data-parallel: the state replicated on every device
+        state = distributed.replicate(state, mesh)
     wall = 0.0
     if args.resume:
         try:
             state, info = restore_run_checkpoint(state, args.out)
         except FileNotFoundError as e:
             raise SystemExit(f"--resume: {e}") from None
-        wall = info["wall_time_s"]
+        wall, step = info["wall_time_s"], int(info["step"])
         for name in ("train_log.csv", "val_log.csv"):
-            truncate_csv(os.path.join(args.out, name), int(state.step))
-        print(f"resumed from {args.out} at step {int(state.step)}", flush=True)
-        if int(state.step) >= tc.total_steps:
+            if lead:
+                truncate_csv(os.path.join(args.out, name), step)
+        print(f"resumed from {args.out} at step {step}", flush=True)
+        if step >= tc.total_steps:
             print(f"the run already reached its {tc.total_steps} steps", flush=True)
             return
     print(f"model {n_params(state.params):,} parameters, backend {jax.default_backend()}, "
-          f"dtype {jnp.dtype(dtype).name}, steps {tc.total_steps}", flush=True)
+          f"dtype {jnp.dtype(dtype).name}, steps {tc.total_steps}, {jax.device_count()} "
+          f"device(s) in {jax.process_count()} process(es)", flush=True)
 
     key = jax.random.key(tc.seed)
     val_pc = prior_for(256 if not args.quick else 128, pc)
@@ -254,59 +280,73 @@ def main(argv=None):
 
     def log(p):
         step, bucket, m, t = p
+        if not lead:
+            return
         append_csv(os.path.join(args.out, "train_log.csv"),
                    ["step", "wall_s", "rows", "loss", "acc", "grad_norm"],
                    [step, round(t, 2), bucket, float(m["loss"]), float(m["acc"]),
                     float(m["grad_norm"])])
 
     def run_eval():
-        vl, va = validation_loss(state.params, mc, val, dtype)
+        vl, va = validation_loss(distributed.local_copy(state.params), mc, val, dtype)
+        if not lead:
+            return
         append_csv(os.path.join(args.out, "val_log.csv"), ["step", "wall_s", "val_loss", "val_acc"],
-                   [int(state.step), round(wall_now(), 2), vl, va])
-        progress.echo(f"step {int(state.step)}  val_loss {vl:.4f}  val_acc {va:.3f}  "
+                   [step, round(wall_now(), 2), vl, va])
+        progress.echo(f"step {step}  val_loss {vl:.4f}  val_acc {va:.3f}  "
                       f"wall {wall_now() / 60:.1f} min")
 
     def wall_now():
         return wall + time.perf_counter() - t_start
 
-    if int(state.step) == 0:
+    step = int(distributed.local_copy(state.step))  # the host's count from here on
+    if step == 0:
         run_eval()
-    bar = progress.bar(total=tc.total_steps, initial=int(state.step), desc="pretraining",
+    bar = progress.bar(total=tc.total_steps, initial=step, desc="pretraining",
                        unit="step", leave=True, show=not args.no_progress)
-    while int(state.step) < tc.total_steps:  # at least one step per call, then the budget
-        step = int(state.step)
+    while step < tc.total_steps:  # at least one step per call, then the budget
         rows = bucket_of(step, tc)
         pc_b = prior_for(rows, pc)
-        state, metrics = train_step(state, key, mc=mc, tc=tc, pc=pc_b,
-                                    batch_size=max(tc.tokens_per_step // rows, 1), dtype=dtype)
+        batch_size = max(tc.tokens_per_step // rows, 1)
+        if mesh is None:
+            state, metrics = train_step(state, key, mc=mc, tc=tc, pc=pc_b, batch_size=batch_size,
+                                        dtype=dtype)
+        else:  # the datasets split over the devices: a multiple of their count
+            batch_size = -(-batch_size // mesh.size) * mesh.size
+            state, metrics = train_step_on_mesh(mesh, mc=mc, tc=tc, pc=pc_b,
+                                                batch_size=batch_size, dtype=dtype)(state)
+            metrics = distributed.local_copy(metrics)
+        step += 1
         if pending is not None:
-            log(pending)
-        pending = (step + 1, rows, metrics, wall_now())
+            log(pending)  # the previous step's metrics: ready by now, no wait on this step
+        pending = (step, rows, metrics, wall_now())
         bar.update(1)
-        if (step + 1) % 25 == 0:
-            progress.echo(f"step {step + 1}  loss {float(metrics['loss']):.4f}  "
+        if step % 25 == 0:
+            progress.echo(f"step {step}  loss {float(metrics['loss']):.4f}  "
                           f"wall {wall_now() / 60:.1f} min")
-        if (step + 1) % args.eval_every == 0:
+        if step % args.eval_every == 0:
             run_eval()
         if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:
             log(pending)
             pending = None
             try:
                 save_checkpoint(state, args.out, wall_now())
-                plot(args.out)
+                if lead:
+                    plot(args.out)
             except OSError as e:  # a full or briefly unavailable disk: retry at the next one
-                print(f"warning: checkpoint at step {int(state.step)} failed: {e}", flush=True)
+                print(f"warning: checkpoint at step {step} failed: {e}", flush=True)
             last_ckpt = time.perf_counter()
         if time.perf_counter() - t_start >= budget:
             break
     bar.close()
     if pending is not None:
         log(pending)
-    if int(state.step) % args.eval_every != 0:
+    if step % args.eval_every != 0:
         run_eval()
     path = save_checkpoint(state, args.out, wall_now())
-    plot(args.out)
-    print(f"done: step {int(state.step)}, wall {wall_now() / 60:.1f} min, checkpoint {path}",
+    if lead:
+        plot(args.out)
+    print(f"done: step {step}, wall {wall_now() / 60:.1f} min, checkpoint {path}",
           flush=True)
 
 

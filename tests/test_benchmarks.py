@@ -94,3 +94,52 @@ def test_bench_fit_small(tmp_path):
     assert row["speedup_warm"] == pytest.approx(row["dowhy_total_s"] / row["causaljax_warm_s"])
     assert row["speedup_cold"] == pytest.approx(row["dowhy_total_s"] / row["causaljax_cold_s"])
     assert json.loads((tmp_path / "bench_fit.json").read_text())["rows"][0]["k"] == 2
+
+
+def test_device_check_smoke(tmp_path):
+    """benchmarks/device_check.sh --smoke: every part runs (CPU sizes) and the report holds each
+    figure with the device it was measured on; the fine-tuning step's figures are consistent."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "dc"
+    res = subprocess.run(["bash", str(BENCHMARKS / "device_check.sh"), "--smoke", str(out)],
+                         capture_output=True, text=True, timeout=840,
+                         env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads((out / "device_check.json").read_text())
+    assert report["device"].startswith("cpu") and not report["failed"]
+    assert set(report["parts"]) == {"sampler", "prior_4", "prior_8", "finetune", "pretrain"}
+    grid = [r for r in report["results"] if r.get("part") == "grid"]
+    assert {(r["family"], r["k"]) for r in grid} == {(f, k) for f in ("linear", "mlp")
+                                                      for k in (4, 16)}
+    assert all(r["rows_per_s"] > 0 and r["roofline"] is None for r in grid)  # CPU: no roofline
+    trees = [r for r in report["results"] if r.get("part") == "dowhy"]
+    assert trees and all(r["speedup"] == pytest.approx(r["ours_rows_per_s"]
+                                                       / r["dowhy_rows_per_s"]) for r in trees)
+    assert sorted(r["features"] for r in report["results"] if "features" in r) == [4, 8]
+    assert any(r["what"].startswith("pretraining step") for r in report["results"])
+    md = (out / "device_check.md").read_text()
+    assert md.startswith("# Device check: cpu") and md.count("\n|") == len(report["results"]) + 2
+    data = json.loads((out / "finetune_step.json").read_text())
+    assert data["ratio_causalmix_over_real"] > 0 and data["rows_per_step"] == 64
+    assert set(data["runs_per_hour"]) == {"real", "causalmix"}
+    ms = data["step_ms"]  # the reported ratios and share are those of the step times
+    assert data["ratio_dense_over_real"] == pytest.approx(ms["causalmix_dense"] / ms["real"])
+    assert data["draw_share"] == pytest.approx((ms["causalmix"] - ms["pool"]) / ms["causalmix"])
+    assert data["families"] == "linear,mlp,trees"
+
+
+def test_device_report_names_a_failed_part(tmp_path):
+    (tmp_path / "device.txt").write_text("NVIDIA H200 x1 (gpu), jax 0.0")
+    (tmp_path / "parts.txt").write_text("prior_20 0 12\nprior_100 124 60\n")
+    (tmp_path / "prior_20.log").write_text('{"rows": 1024, "features": 20, "batch": 64, '
+                                           '"rng": "key", "datasets_per_s": 5000.0}\n')
+    (tmp_path / "prior_100.log").write_text("compiling ...\n")
+    assert _script("device_report").main([str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "device_check.json").read_text())
+    assert list(report["failed"]) == ["prior_100"] and "compiling" in \
+        report["failed"]["prior_100"]["log_tail"]
+    assert [r["datasets_per_s"] for r in report["results"]] == [5000.0]
+    md = (tmp_path / "device_check.md").read_text()
+    assert "# Device check: NVIDIA H200" in md and "part prior_100: exit 124" in md

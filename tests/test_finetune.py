@@ -258,3 +258,23 @@ def test_finetune_with_pool_compiles_once(setup):
     finetune(params, MC, task, dataclasses.replace(fc, seed=3, patience=2, pool_rows=None),
              source=other)
     assert loop.update_step._cache_size() == 1 and loop.synthetic_step_rows._cache_size() == 2
+
+
+def test_train_step_stays_on_the_device(setup):
+    """The in-step SCM draw and the optimizer step: no host transfer (``jax.transfer_guard``)
+    and no recompilation across steps, once compiled."""
+    table, split, params, task = setup
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = make_source("scm", table.take(split.train), key=jax.random.key(0), n_rows=0, k=2,
+                          n_bootstrap=2, families=("linear", "mlp"))
+    fc = FinetuneConfig(steps=4, volume=1.0)
+    shape = step_shape(int(task.x_train.shape[0]), fc)
+    state, key = loop.init_state(params, fc), jax.random.key(1)
+    state, _ = loop.train_step(state, task, src, key, mc=MC, fc=fc, shape=shape)  # compile
+    sizes = loop.update_step._cache_size(), loop.synthetic_step_rows._cache_size()
+    with jax.transfer_guard("disallow"):
+        for _ in range(3):
+            state, loss = loop.train_step(state, task, src, key, mc=MC, fc=fc, shape=shape)
+    assert (loop.update_step._cache_size(), loop.synthetic_step_rows._cache_size()) == sizes
+    assert int(state.step) == 4 and np.isfinite(float(loss))

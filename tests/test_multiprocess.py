@@ -196,3 +196,38 @@ def test_a_process_count_that_does_not_match_ends_in_bounded_time(tmp_path):
     assert finished.returncode not in (0, -9) and "joined" not in finished.stdout
     assert "DEADLINE_EXCEEDED" in finished.stderr
     assert time.monotonic() - t0 < 60
+
+
+PRETRAIN = textwrap.dedent("""
+    import sys
+    coordinator, n, pid, out, *argv = sys.argv[1:]
+    from scripts import load_script
+    load_script("experiments", "pretrain_tfm").main(
+        argv + ["--coordinator", coordinator, "--num-processes", n, "--process-id", pid])
+    print("OK", pid)
+""")
+QUICK = ["--quick", "--eval-every", "1000", "--no-progress", "--ckpt-minutes", "1000"]
+
+
+def _losses(run) -> list[float]:
+    return pd.read_csv(run / "train_log.csv").loss.tolist()
+
+
+def test_two_processes_pretrain_checkpoint_and_resume(tmp_path):
+    """pretrain_tfm.py over 2 processes (data-parallel step, Orbax checkpoint written by both),
+    resumed over 2 processes: the same losses as one process running all the steps."""
+    from scripts import load_script
+
+    run = tmp_path / "two"
+    # the time budget stops the first launch after one step; the second resumes to all 4
+    for name, more in (("first", ["--minutes", "0.001"]), ("resumed", ["--resume"])):
+        finished = run_processes(PRETRAIN, 2, tmp_path / name, timeout_s=400,
+                                 args=(*QUICK, "--steps", "4", "--out", str(run), *more))
+        assert all(f"OK {i}" in f.stdout for i, f in enumerate(finished))
+        assert "2 device(s) in 2 process(es)" in finished[0].stdout
+    assert "resumed from" in finished[0].stdout and "at step 1" in finished[1].stdout
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "4"]
+    one = tmp_path / "one"
+    load_script("experiments", "pretrain_tfm").main(QUICK + ["--steps", "4", "--out", str(one)])
+    assert len(_losses(run)) == 4  # the resumed log has steps 1..4, once each
+    np.testing.assert_allclose(_losses(run), _losses(one), rtol=1e-4)

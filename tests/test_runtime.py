@@ -74,3 +74,25 @@ def test_compilation_cache_directory(tmp_path, monkeypatch):
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "arg")  # left as it was
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_row_blocks_only_where_the_cpu_caches_want_them(monkeypatch):
+    import jax.numpy as jnp
+
+    from causaljax import sampler
+
+    calls = []
+
+    def block(start, size):
+        calls.append(size)
+        return jnp.ones((2, size, 4), jnp.float32)
+
+    chunk = max(sampler.SOLVE_BLOCK_CELLS // (2 * 4), sampler.SOLVE_MIN_BLOCK_ROWS)
+    n = 3 * chunk + 5
+    assert runtime.cache_blocking()  # this suite runs on the CPU
+    assert sampler._row_blocks(block, 2, 4, n).shape == (2, n, 4)
+    assert calls == [chunk, 5]  # the loop's block (traced once), the rest
+    calls.clear()
+    monkeypatch.setattr(runtime, "cache_blocking", lambda: False)  # an accelerator
+    assert sampler._row_blocks(block, 2, 4, n).shape == (2, n, 4)
+    assert calls == [n]

@@ -1,4 +1,4 @@
-"""Smoke tests of experiments/scale_volume.py and benchmarks/bench_finetune_step.py."""
+"""Smoke tests of experiments/scale_volume.py (bench_finetune_step.py: in test_benchmarks.py)."""
 
 import json
 import os
@@ -111,24 +111,6 @@ def test_min_checkpoints_default_is_the_finetune_default():
     from causaljax.finetune.loop import FinetuneConfig
 
     assert MIN_CHECKPOINTS == FinetuneConfig.min_checkpoints
-
-
-def test_bench_smoke(tmp_path):
-    out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_finetune_step.py"),
-           "--checkpoint", "random-tiny", "--rows", "64", "--steps", "2", "--repeats", "1",
-           "--run-steps", "2", "--k-scms", "2", "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "ratio" in res.stdout
-    data = json.loads(out.read_text())
-    assert data["ratio_causalmix_over_real"] > 0 and data["rows_per_step"] == 64
-    assert set(data["runs_per_hour"]) == {"real", "causalmix"}
-    ms = data["step_ms"]  # the reported ratios and share are those of the step times
-    assert data["ratio_dense_over_real"] == pytest.approx(ms["causalmix_dense"] / ms["real"])
-    assert data["draw_share"] == pytest.approx((ms["causalmix"] - ms["pool"]) / ms["causalmix"])
-    assert data["families"] == "linear,mlp,trees"
 
 
 # 2 folds of one dataset: 2 (dataset, fold) groups of 3 runs (zeroshot, real, causalmix@1)

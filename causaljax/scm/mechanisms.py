@@ -77,15 +77,20 @@ def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_t
     return value_txnxc.reshape(T * N, -1).at[node].get(mode="promise_in_bounds").sum(axis=1)
 
 
-TABLE_BLOCK = 8192  # rows per block of the table lookups
+TABLE_BLOCK = 8192  # rows per block of the table lookups (CPU only: runtime.cache_blocking)
 
 
 def table_outputs(z_nxs, slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc,
-                  block: int = TABLE_BLOCK):
+                  block: int | None = None):
     """Sum of the tabulated tree groups of one node (``SCM.tree_tables`` without the k, d axes):
-    f32[n, C]. Rows go in blocks of ``block`` (so that a block's bins and cell offsets stay in
-    cache across the node's groups); see ``_table_block``."""
+    f32[n, C]. Rows go in blocks of ``block`` (default: TABLE_BLOCK on the CPU, so that a
+    block's bins and cell offsets stay in cache across the node's groups; all rows at once on
+    other backends); see ``_table_block``."""
+    from causaljax.runtime import cache_blocking
+
     n = z_nxs.shape[0]
+    if block is None:
+        block = TABLE_BLOCK if cache_blocking() else n
     args = (slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc)
     if n <= block:
         return _table_block(z_nxs, *args)

@@ -88,6 +88,36 @@ def train_step(state: TrainState, key, *, mc: ModelConfig, tc: TrainConfig, pc: 
                batch_size: int, dtype=jnp.float32):
     """(state, key) -> (state, metrics): draws a prior batch from fold_in(key, step)."""
     batch = sample_batch(jax.random.fold_in(key, state.step), pc, batch_size)
+    return _update(state, batch, mc, tc, dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def train_step_on_mesh(mesh, *, mc: ModelConfig, tc: TrainConfig, pc: PriorConfig,
+                       batch_size: int, dtype=jnp.float32):
+    """``train_step`` as one data-parallel program over every device of ``mesh`` (of one
+    process or several): the state replicated, the step's prior datasets split over the
+    devices (``batch_size`` a multiple of their count), drawn where they are trained on; XLA
+    reduces the gradient over the devices. The key is ``jax.random.key(tc.seed)``, made
+    inside. -> jitted state -> (state, metrics), equal to ``train_step`` up to float rounding
+    (the same datasets)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    if batch_size % mesh.size:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the {mesh.size} devices")
+    replicated = NamedSharding(mesh, PartitionSpec())
+    by_dataset = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+    def step(state):
+        key = jax.random.fold_in(jax.random.key(tc.seed), state.step)
+        batch = jax.lax.with_sharding_constraint(sample_batch(key, pc, batch_size), by_dataset)
+        return _update(state, batch, mc, tc, dtype)
+
+    return jax.jit(step, in_shardings=(replicated,), out_shardings=(replicated, replicated),
+                   donate_argnums=(0,))
+
+
+def _update(state: TrainState, batch: Batch, mc: ModelConfig, tc: TrainConfig, dtype):
+    """One AdamW step on a prior batch -> (state, metrics)."""
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, mc, batch, dtype)
     updates, opt_state = optimizer(tc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -124,7 +154,9 @@ def save_run_checkpoint(state: TrainState, run_dir: str, info: dict, keep: int =
     AdamW moments, step) and a JSON ``info`` (wall time, device). Orbax writes to a temporary
     directory and renames it when complete, so a crash mid-save never leaves a half-written
     latest checkpoint; only the last ``keep`` are kept. Returns the step directory."""
-    step = int(state.step)
+    from causaljax.distributed import local_copy
+
+    step = int(local_copy(state.step))
     manager = _manager(run_dir, keep)
     try:
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
