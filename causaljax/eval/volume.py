@@ -62,12 +62,15 @@ class VolumeStudy:
     def _enter(self, dataset: str) -> None:
         """Drop the cached generators and compiled programs of the previous dataset. A long
         study otherwise accumulates thousands of XLA executables (each fold's SCMs have their
-        own shapes) until LLVM cannot map more memory (seen after ~30 min on a CPU)."""
+        own shapes) until LLVM cannot map more memory (seen after ~30 min on a CPU). That limit
+        is the CPU backend's (its programs are machine code mapped into the process), so on an
+        accelerator the compiled programs stay, shared by the next datasets' equal shapes."""
         if dataset != self._dataset:
             if self._dataset is not None:
                 self._sources.clear()
                 self._tasks.clear()
-                jax.clear_caches()
+                if jax.default_backend() == "cpu":
+                    jax.clear_caches()
             self._dataset = dataset
 
     # ---- cached pieces, keyed by (dataset, fold, ...) ----
