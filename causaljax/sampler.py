@@ -827,7 +827,9 @@ def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
     """``sample`` sharded over a device mesh: the k SCMs are split over devices when k is a
     multiple of the device count, else the rows are (n must then be a multiple). The values
     equal the single-device draw for the same key (partitionable threefry, or the counter
-    hash of ``rng="hash"``). ``rounding``: see ``static_rounding`` (solve only)."""
+    hash of ``rng="hash"``). ``rounding``: see ``static_rounding`` (solve only). A mesh over
+    several processes returns one global array (every process passes the same SCM and key;
+    each holds its own devices' shards); with no even split every process draws it whole."""
     mesh = mesh or device_mesh()
     n_dev = mesh.devices.size
     d = scm.d
