@@ -33,7 +33,8 @@ def sampler_rows(out: Path) -> list[dict]:
     rows = []
     for r in json.loads(path.read_text())["results"]:
         if r["part"] == "grid":
-            share = "" if r["roofline"] is None else f", {r['roofline']:.1%} of the bandwidth roofline"
+            share = ("" if r["roofline"] is None
+                     else f", {r['roofline']:.1%} of the bandwidth roofline")
             rows.append({"what": f"sampler {r['family']} {r['strategy']}, k={r['k']} x "
                                  f"{r['n']} rows x {r['d']} nodes",
                          "figure": f"{r['rows_per_s']:,.0f} rows/s, {r['datasets_per_s']:,.0f} "
