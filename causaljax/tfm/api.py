@@ -19,6 +19,10 @@ Adapters:
 * ``tabicl(config, params)`` / ``tabicl_from_checkpoint(path)``: the TabICL port
   (``causaljax.tfm.tabicl``); expects preprocessed numbers (no NaN), every class present in
   the context.
+* ``tabpfn(config, params)`` / ``tabpfn_from_checkpoint(path)``: the TabPFN v2 port
+  (``causaljax.tfm.tabpfn``); the raw module's forward (no scikit-learn-side preprocessing or
+  ensembling); NaN / inf are handled by the model itself; every class present in the context;
+  features and context rows capped at tabpfn's v2 pretraining limits (500, 10 000).
 
 ``TFMClassifier(model=...)`` accepts any ``TFM`` with parameters.
 """
@@ -157,5 +161,31 @@ def tabicl_from_checkpoint(path_or_state_dict, config=None) -> TFM:
     return tabicl(cfg, params)
 
 
+# --------------------------------------------------------------------------------------------
+# TabPFN v2
+
+
+def tabpfn(config=None, params=None) -> TFM:
+    from causaljax.tfm import tabpfn as tp
+
+    cfg = tp.TabPFNConfig() if config is None else (
+        tp.TabPFNConfig.from_dict(config) if isinstance(config, dict) else config)
+    lim = tp.limits(cfg)
+
+    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
+        return tp.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
+
+    return TFM("TabPFN v2", Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
+               lambda key: tp.init(cfg, key), apply_fn, params, handles_missing=True)
+
+
+def tabpfn_from_checkpoint(path_or_state_dict, config=None) -> TFM:
+    """TabPFN v2 with the weights of a tabpfn checkpoint (read without executing code)."""
+    from causaljax.tfm import tabpfn as tp
+
+    cfg, params = tp.read_tabpfn(path_or_state_dict, config)
+    return tabpfn(cfg, params)
+
+
 __all__ = ["TFM", "Limits", "check_limits", "row_token", "shipped", "tabicl",
-           "tabicl_from_checkpoint"]
+           "tabicl_from_checkpoint", "tabpfn", "tabpfn_from_checkpoint"]
