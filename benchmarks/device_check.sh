@@ -24,15 +24,19 @@ PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null || PY=python
 
 if [ "$SMOKE" = 1 ]; then
-  GRID=linear,mlp:128:6:4,16; TREES=(--dowhy-rows 1000); LIMIT=300
+  # the smoke checks that every part runs, on a CPU that other jobs may share (a test suite
+  # in parallel): its limits only catch a hang, they are no time budget
+  GRID=linear,mlp:128:6:4,16; TREES=(--dowhy-rows 1000)
   PRIOR=(--rows 64 --batch 2 --repeats 1); PRIOR_FEATURES="4 8"
   FINETUNE=(--checkpoint random-tiny --rows 64 --steps 2 --repeats 1 --run-steps 2 --k-scms 2
             --vmap-runs 2)
-  PRETRAIN=(--quick --steps 4 --eval-every 1000); PRETRAIN_LIMIT=300
-else
-  GRID=linear,mlp:512:20:64,1024,16384,100000; TREES=(--dowhy-rows 100000,1000000); LIMIT=170
+  PRETRAIN=(--quick --steps 4 --eval-every 1000)
+  LIMIT_SAMPLER=600 LIMIT_PRIOR=600 LIMIT_FINETUNE=600 LIMIT_PRETRAIN=600
+else  # one GPU: ~8 minutes in all
+  GRID=linear,mlp:512:20:64,1024,16384,100000; TREES=(--dowhy-rows 100000,1000000)
   PRIOR=(--rows 1024 --batch 64 --repeats 10); PRIOR_FEATURES="20 100"
-  FINETUNE=(); PRETRAIN=(--steps 40 --eval-every 100000); PRETRAIN_LIMIT=100
+  FINETUNE=(); PRETRAIN=(--steps 40 --eval-every 100000)
+  LIMIT_SAMPLER=170 LIMIT_PRIOR=60 LIMIT_FINETUNE=120 LIMIT_PRETRAIN=100
 fi
 
 part() {  # part NAME LIMIT_S COMMAND...: run it, log to OUT/NAME.log, record its exit code
@@ -58,13 +62,13 @@ else
   SAMPLER_PARTS=grid
   echo "dowhy is not installed: the gradient-boosting comparison is skipped" | tee "$OUT/notes.txt"
 fi
-part sampler "$LIMIT" "$PY" benchmarks/bench_sampler.py --parts "$SAMPLER_PARTS" --grid "$GRID" \
+part sampler "$LIMIT_SAMPLER" "$PY" benchmarks/bench_sampler.py --parts "$SAMPLER_PARTS" --grid "$GRID" \
     --dowhy-families trees "${TREES[@]}" --rngs key,hash --out "$OUT/sampler"
 for F in $PRIOR_FEATURES; do
-  part "prior_$F" 60 "$PY" benchmarks/bench_prior.py --features "$F" "${PRIOR[@]}"
+  part "prior_$F" "$LIMIT_PRIOR" "$PY" benchmarks/bench_prior.py --features "$F" "${PRIOR[@]}"
 done
-part finetune 120 "$PY" benchmarks/bench_finetune_step.py "${FINETUNE[@]}" \
+part finetune "$LIMIT_FINETUNE" "$PY" benchmarks/bench_finetune_step.py "${FINETUNE[@]}" \
     --out "$OUT/finetune_step.json"
-part pretrain "$PRETRAIN_LIMIT" "$PY" experiments/pretrain_tfm.py "${PRETRAIN[@]}" --no-progress \
+part pretrain "$LIMIT_PRETRAIN" "$PY" experiments/pretrain_tfm.py "${PRETRAIN[@]}" --no-progress \
     --out "$OUT/pretrain"
 "$PY" benchmarks/device_report.py "$OUT"
