@@ -48,7 +48,10 @@ def main(argv=None) -> int:
     p.add_argument("--families", default="linear,mlp,trees",
                    help="scm.fit's mechanism families (default: those every study fits)")
     p.add_argument("--vmap-runs", type=int, default=5, help="runs vmapped together")
-    p.add_argument("--checkpoint", default="default")
+    p.add_argument("--checkpoint", default="default",
+                   help="row-token weights ('default', 'random-tiny', a .msgpack path), or the "
+                        "checkpoint file of --model tabicl / tabpfn")
+    p.add_argument("--model", default="row-token", choices=("row-token", "tabicl", "tabpfn"))
     p.add_argument("--out", default="benchmarks/results/bench_finetune_step.json")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     )
     from causaljax.finetune.sources import PoolSource, SCMSource, scm_source
 
-    params, mc, model_id = load_model(args.checkpoint)
+    params, mc, model_id = load_model(args.checkpoint, args.model)
     table = data.load(args.dataset)
     half = args.rows // 2
     split_full = data.low_data_splits(table, args.rows, 32, 1, 0)[0]

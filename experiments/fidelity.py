@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     if gens is None or "tabebm" in gens:
         from causaljax.eval.cli import load_model
 
-        params, mc, _ = load_model(args.checkpoint)
+        params, mc, _ = load_model(args.checkpoint, getattr(args, "model", "row-token"))
         tfm = TFM(params, mc)
     everything = []
     for name, train, held, A in tables(args):

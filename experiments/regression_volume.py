@@ -98,14 +98,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         volumes = parse_volumes(args.volumes)
-        methods = parse_methods(args.methods)
+        methods = parse_methods(args.methods, args.model)
         shard_i, shard_n = check_common_arguments(args)
         positive_ints(k_scms=args.k_scms)
         if not 2 <= args.n_bins <= 10:
             raise BadInput(f"--n-bins must be in 2..10, got {args.n_bins}")
         families = parse_list(args.families, str, "families")
         frames = load_frames(args)
-        params, mc, model_id = load_model(args.checkpoint)
+        params, mc, model_id = load_model(args.checkpoint, getattr(args, "model", "row-token"))
         from causaljax.eval.regression import RegressionStudy
 
         opts = scm_options(args, args.k_scms, families)

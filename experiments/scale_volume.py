@@ -89,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_args(args):
     """Everything that can be checked without data -> (volumes, methods, shard)."""
-    volumes, methods = parse_volumes(args.volumes), parse_methods(args.methods)
+    volumes, methods = parse_volumes(args.volumes), parse_methods(args.methods, args.model)
     shard = check_common_arguments(args)
     positive_ints(k_scms=args.k_scms)
     if args.pool_rows is not None and args.pool_rows < 1:

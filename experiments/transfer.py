@@ -74,7 +74,7 @@ def check_args(args):
     if "zeroshot" in parse_list(args.methods, str, "methods"):
         raise BadInput("--methods: 'zeroshot' does not fine-tune; the pretrained weights are "
                        "the reference of every run already")
-    methods = parse_methods(args.methods)[1:]  # without the zeroshot it puts first
+    methods = parse_methods(args.methods, args.model)[1:]  # without the zeroshot it puts first
     if not (math.isfinite(args.volume) and args.volume > 0):
         raise BadInput(f"--volume must be finite and > 0, got {args.volume}")
     args.targets = list(dict.fromkeys(args.targets or args.sources))

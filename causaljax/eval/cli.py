@@ -7,6 +7,8 @@ import json
 import warnings
 from pathlib import Path
 
+PORTS = ("tabicl", "tabpfn")  # = causaljax.tfm.batch_model.PORTS (not imported: no JAX here)
+
 MIN_CHECKPOINTS = 5  # = FinetuneConfig.min_checkpoints (checked in the tests)
 EDGE_RULES = ("adjacency", "legacy")  # discovery.edge_probabilities(edge_rule=)
 DAG_SAMPLERS = ("runs", "pairs")  # finetune.generators.scm.fit_scms(dag_sampler=)
@@ -57,7 +59,11 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
     p.add_argument("--checkpoint", default="default",
                    help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
-                        "(an untrained tiny model: smoke tests only)")
+                        "(an untrained tiny model: smoke tests only); with --model tabicl / "
+                        "tabpfn: the path of that model's checkpoint file")
+    p.add_argument("--model", default="row-token", choices=("row-token", *PORTS),
+                   help="the TFM to fine-tune: our row-token model (default) or a port "
+                        "(causaljax.tfm.tabicl / tabpfn) loaded from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out)
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
@@ -113,8 +119,9 @@ def parse_volumes(text: str) -> list[float]:
     return volumes
 
 
-def parse_methods(text: str) -> list[str]:
-    """--methods: known method names, de-duplicated, with ``zeroshot`` (the reference) first."""
+def parse_methods(text: str, model: str = "row-token") -> list[str]:
+    """--methods: known method names, de-duplicated, with ``zeroshot`` (the reference) first;
+    ``model``: the --model they run on (tabebm needs the row-token model)."""
     import importlib.util
 
     from causaljax.finetune import methods as methods_lib
@@ -125,6 +132,8 @@ def parse_methods(text: str) -> list[str]:
             methods_lib.get(m)
         except ValueError as e:
             raise BadInput(str(e)) from None
+    if "tabebm" in methods and model != "row-token":
+        raise BadInput(f"method tabebm runs on the row-token model only, not --model {model}")
     if "ctgan" in methods and importlib.util.find_spec("ctgan") is None:
         raise BadInput("method ctgan needs the optional extra: pip install -e .[ctgan]")
     return ["zeroshot"] + [m for m in dict.fromkeys(methods) if m != "zeroshot"]
@@ -187,13 +196,24 @@ def check_tables(tables: dict, mc, *, n_train: int, n_val: int, folds: int, seed
             raise BadInput(f"dataset {name!r} ({table.n_rows} rows): {e}") from None
 
 
-def load_model(checkpoint: str):
-    """(params, ModelConfig, model id) of the TFM weights ``checkpoint``: 'default' (shipped),
-    a .msgpack path, or 'random-tiny' (an untrained tiny model: smoke tests only)."""
+def load_model(checkpoint: str, model: str = "row-token"):
+    """(params, model spec, model id) of the TFM weights ``checkpoint``: for the row-token
+    model 'default' (shipped), a .msgpack path, or 'random-tiny' (an untrained tiny model: smoke
+    tests only); for ``model`` 'tabicl' / 'tabpfn' the path of that model's checkpoint file
+    (the spec is a ``causaljax.tfm.batch_model.Ported``)."""
     import jax
 
     from causaljax.tfm.model import ModelConfig, init_params
 
+    if model in PORTS:
+        from causaljax.tfm.batch_model import load_ported
+
+        try:
+            return load_ported(model, checkpoint)
+        except ValueError as e:
+            raise BadInput(f"--model {model} --checkpoint {checkpoint}: {e}") from None
+    if model != "row-token":
+        raise BadInput(f"unknown --model {model!r}; known: row-token, {', '.join(PORTS)}")
     if checkpoint == "random-tiny":
         mc = ModelConfig(width=32, depth=2, heads=2)
         return init_params(mc, jax.random.key(0)), mc, "random-tiny"
@@ -240,7 +260,7 @@ def load_inputs(args, datasets) -> tuple:
     families = parse_list(args.families, str, "families")
     tables = load_tables(datasets, csv=getattr(args, "csv", None),
                          target=getattr(args, "target", None))
-    params, mc, model_id = load_model(args.checkpoint)
+    params, mc, model_id = load_model(args.checkpoint, getattr(args, "model", "row-token"))
     check_tables(tables, mc, n_train=args.n_train, n_val=args.n_val, folds=args.folds,
                  seed=args.seed)
     log_stage("inputs", time.perf_counter() - t0, f"{len(tables)} table(s) and the TFM "

@@ -40,7 +40,6 @@ from causaljax.finetune.loop import (
 )
 from causaljax.finetune.sources import PoolSource, SCMSource
 from causaljax.eval.metrics import roc_auc
-from causaljax.tfm.model import ModelConfig
 
 PADDABLE = ("quad_w", "cube_idx", "cube_w", "mlp_w1", "mlp_b1", "mlp_w2", "tree_feature",
             "tree_threshold", "tree_left", "tree_right", "tree_value")
@@ -125,7 +124,7 @@ def _steps(states, tasks, sources, keys, *, mc, fc, shape):
 
 
 @functools.partial(jax.jit, static_argnames=("mc",))
-def _predict(params, x_ctx, y_ctx, x_q, feat, n_classes, *, mc: ModelConfig):
+def _predict(params, x_ctx, y_ctx, x_q, feat, n_classes, *, mc):
     fn = functools.partial(predict_proba.__wrapped__, mc=mc)
     return jax.vmap(fn)(params, x_ctx, y_ctx, x_q, feat, n_classes)
 
@@ -164,7 +163,7 @@ def _scores(params, mc, stacked: Task, tasks: list[Task], which: str) -> list[tu
     return out
 
 
-def finetune_runs(params, mc: ModelConfig, tasks: list[Task], fc: FinetuneConfig, *,
+def finetune_runs(params, mc, tasks: list[Task], fc: FinetuneConfig, *,
                   sources: list | None = None, keys: list | None = None,
                   evaluate_test: bool = True) -> list[Result]:
     """R fine-tuning runs as one program; see the module docstring. ``keys`` default to

@@ -24,6 +24,10 @@ A run always records at least two checkpoints (step 0 and its last step).
 ``StepShape`` is the static composition of a step; ``step_shape`` derives it from the number
 of real rows, the query share, the synthetic volume (synthetic rows per real row) and the
 share of synthetic rows placed in the query.
+
+``mc`` is the model spec of ``causaljax.tfm.batch_model``: the row-token ``ModelConfig`` or a
+``Ported`` model (TabICL, TabPFN v2); this module only calls ``batch_logits`` /
+``feature_slots`` on it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import numpy as np
 import optax
 
 from causaljax.eval.metrics import roc_auc, spearman, val_test_gap
-from causaljax.tfm.model import ModelConfig, build, class_mask_logits
+from causaljax.tfm.batch_model import batch_logits, feature_slots
 
 EVAL_CHUNK = 256  # query rows per evaluation chunk (fixed: one compilation per context size)
 
@@ -104,7 +108,8 @@ def step_shape(n_train: int, fc: FinetuneConfig) -> StepShape:
 
 # ----------------------------------------------------------------------------- data
 class Task(NamedTuple):
-    """One fold of one dataset, ready for the model (F = model feature slots)."""
+    """One fold of one dataset, ready for the model (F = ``feature_slots``: the row-token
+    model's padded slots, or the table's own features for a port)."""
     x_train: jax.Array  # f32[n, F]
     y_train: jax.Array  # int32[n]
     x_val: jax.Array  # f32[n_val_pad, F] (padded to EVAL_CHUNK rows)
@@ -117,7 +122,7 @@ class Task(NamedTuple):
     n_classes: jax.Array  # int32[]
 
 
-def check_fits_model(table, mc: ModelConfig) -> None:
+def check_fits_model(table, mc) -> None:
     """ValueError if the table has more features or classes than the model takes."""
     n_feat, n_cls = table.n_cols - 1, int(table.n_levels[table.target_index])
     if n_feat > mc.max_features:
@@ -144,11 +149,11 @@ def scored_test_rows(split, max_test: int | None, seed: int) -> np.ndarray:
     return test
 
 
-def make_task(table, split, mc: ModelConfig, *, max_test: int | None = 2048, seed: int = 0) -> Task:
+def make_task(table, split, mc, *, max_test: int | None = 2048, seed: int = 0) -> Task:
     """A Task from a Table and a ``data.Split`` (test rows subsampled to ``max_test``)."""
     check_fits_model(table, mc)
-    F = mc.max_features
     fidx = np.asarray(table.feature_indices, np.int32)
+    F = feature_slots(mc, len(fidx))
     tidx = np.int32(table.target_index)
     n_classes = np.int32(table.n_levels[table.target_index])
     test = scored_test_rows(split, max_test, seed)
@@ -228,11 +233,11 @@ def step_config(fc: FinetuneConfig) -> FinetuneConfig:
 
 
 # ----------------------------------------------------------------------------- model
-def loss_fn(params, mc: ModelConfig, batch: Batch):
-    """Mean cross-entropy of the query rows."""
-    row = jnp.ones_like(batch.ctx)
-    logits = build(mc).apply({"params": params}, batch.x, batch.y, batch.ctx, row, batch.feat)
-    logits = class_mask_logits(logits, batch.n_classes)
+def loss_fn(params, mc, batch: Batch, n_ctx: int | None = None):
+    """Mean cross-entropy of the query rows (``n_ctx``: the batch's context rows, static; a
+    ported model needs it)."""
+    logits = batch_logits(mc, params, batch.x, batch.y, batch.ctx, batch.feat, batch.n_classes,
+                          n_ctx=n_ctx)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.y)  # [1, N]
     q = (~batch.ctx).astype(jnp.float32)
     return (ce * q).sum() / jnp.maximum(q.sum(), 1.0)
@@ -261,16 +266,16 @@ def init_state(params, fc: FinetuneConfig) -> State:
     return State(jnp.zeros((), jnp.int32), params, optimizer(fc).init(params))
 
 
-def update(state: State, batch: Batch, *, mc: ModelConfig, fc: FinetuneConfig):
+def update(state: State, batch: Batch, *, mc, fc: FinetuneConfig, n_ctx: int | None = None):
     """One optimizer step on a given batch -> (state, loss). Non-finite steps are skipped."""
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, mc, batch)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, mc, batch, n_ctx)
     updates, opt_state = optimizer(fc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return State(state.step + 1, params, opt_state), loss
 
 
 @functools.lru_cache(maxsize=16)
-def update_on_mesh(mesh, *, mc: ModelConfig, fc: FinetuneConfig):
+def update_on_mesh(mesh, *, mc, fc: FinetuneConfig, n_ctx: int | None = None):
     """``update`` as one data-parallel program over every device of ``mesh`` (one process or
     several): state (parameters, optimizer) replicated, the batch's rows split over the
     devices (``place_on_mesh``); XLA reduces the gradient over all of them. -> jitted
@@ -279,7 +284,7 @@ def update_on_mesh(mesh, *, mc: ModelConfig, fc: FinetuneConfig):
 
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_shardings = Batch(*(NamedSharding(mesh, spec) for spec in _batch_specs(mesh)))
-    return jax.jit(functools.partial(update, mc=mc, fc=fc),
+    return jax.jit(functools.partial(update, mc=mc, fc=fc, n_ctx=n_ctx),
                    in_shardings=(replicated, batch_shardings),
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
@@ -314,15 +319,15 @@ def synthetic_step_rows(task: Task, source, key, step, *, shape: StepShape):
 
 
 @functools.partial(jax.jit, static_argnames=("mc", "fc", "shape"), donate_argnums=(0,))
-def update_step(state: State, task: Task, synthetic, key, *, mc: ModelConfig,
-                fc: FinetuneConfig, shape: StepShape):
+def update_step(state: State, task: Task, synthetic, key, *, mc, fc: FinetuneConfig,
+                shape: StepShape):
     """(state, ``training_part(task)``, the step's synthetic rows, run key) -> (state, loss).
     Pass ``step_config(fc)``: one compilation per (n_train, step shape, optimizer)."""
     batch = assemble_batch(task, synthetic, step_keys(key, state.step)[0], shape)
-    return update(state, batch, mc=mc, fc=fc)
+    return update(state, batch, mc=mc, fc=fc, n_ctx=shape.n_real_ctx + shape.n_syn_ctx)
 
 
-def train_step(state: State, task: Task, source, key, *, mc: ModelConfig, fc: FinetuneConfig,
+def train_step(state: State, task: Task, source, key, *, mc, fc: FinetuneConfig,
                shape: StepShape):
     """(state, task, source, run key) -> (state, loss); data from fold_in(key, step): the
     synthetic rows drawn on the device (``synthetic_step_rows``), then the optimizer step
@@ -334,26 +339,24 @@ def train_step(state: State, task: Task, source, key, *, mc: ModelConfig, fc: Fi
 
 
 @functools.partial(jax.jit, static_argnames=("mc",))
-def predict_proba(params, x_ctx_NxF, y_ctx_N, x_q_MxF, feat_F, n_classes, *, mc: ModelConfig):
+def predict_proba(params, x_ctx_NxF, y_ctx_N, x_q_MxF, feat_F, n_classes, *, mc):
     """Class probabilities f32[M, max_classes] (zero beyond n_classes) of query rows given a
     context; M must be a multiple of EVAL_CHUNK."""
     n = x_ctx_NxF.shape[0]
-    model = build(mc)
 
     def chunk(xq_CxF):
         c = xq_CxF.shape[0]
         x = jnp.concatenate([x_ctx_NxF, xq_CxF])[None]
         y = jnp.concatenate([y_ctx_N, jnp.zeros((c,), jnp.int32)])[None]
         ctx = (jnp.arange(n + c) < n)[None]
-        logits = model.apply({"params": params}, x, y, ctx, jnp.ones_like(ctx), feat_F[None])
-        logits = class_mask_logits(logits, n_classes[None])
+        logits = batch_logits(mc, params, x, y, ctx, feat_F[None], n_classes[None], n_ctx=n)
         return jax.nn.softmax(logits[0, n:], axis=-1)
 
     chunks = x_q_MxF.reshape(-1, EVAL_CHUNK, x_q_MxF.shape[-1])
     return jax.lax.map(chunk, chunks).reshape(-1, mc.max_classes)
 
 
-def probabilities(params, mc: ModelConfig, task: Task, which: str) -> np.ndarray:
+def probabilities(params, mc, task: Task, which: str) -> np.ndarray:
     """Class probabilities f32[n, n_classes] of the 'val' or 'test' rows, real training rows
     as context."""
     x_q, y_q = (task.x_val, task.y_val) if which == "val" else (task.x_test, task.y_test)
@@ -363,7 +366,7 @@ def probabilities(params, mc: ModelConfig, task: Task, which: str) -> np.ndarray
     return np.asarray(p)[: len(y_q), : int(task.n_classes)]
 
 
-def scores(params, mc: ModelConfig, task: Task, which: str, *,
+def scores(params, mc, task: Task, which: str, *,
            proba=None) -> tuple[float, float]:
     """(ROC-AUC, log loss) on the 'val' or 'test' rows, real training rows as context;
     ``proba``: those rows' ``probabilities`` if already computed."""
@@ -415,7 +418,7 @@ def _better(new: tuple, best: tuple | None) -> bool:
     return a > b or (a == b and np.isfinite(la) and (not np.isfinite(lb) or la < lb))
 
 
-def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=None,
+def finetune(params, mc, task: Task, fc: FinetuneConfig, *, source=None,
              key=None, evaluate_test: bool = True, select=None) -> Result:
     """Fine-tune ``params`` on ``task`` (plus synthetic rows from ``source`` if fc.volume > 0);
     see the module docstring. ``key`` defaults to ``jax.random.key(fc.seed)``.
@@ -475,7 +478,7 @@ def finetune(params, mc: ModelConfig, task: Task, fc: FinetuneConfig, *, source=
                   time.perf_counter() - t0)
 
 
-def zero_shot(params, mc: ModelConfig, task: Task, *, select=None) -> dict:
+def zero_shot(params, mc, task: Task, *, select=None) -> dict:
     """Scores of the pretrained model, no fine-tuning (with ``select``, as in ``finetune``,
     also its val_select / test_select)."""
     proba = {w: probabilities(params, mc, task, w) for w in ("val", "test")}

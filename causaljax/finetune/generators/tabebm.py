@@ -21,7 +21,7 @@ import numpy as np
 from causaljax.finetune.generators import register
 from causaljax.finetune.generators.common import class_counts, valid_rows
 from causaljax.finetune.sources import PoolSource
-from causaljax.tfm.model import build
+from causaljax.tfm.model import ModelConfig, build
 
 
 def corners(p: int, value: float) -> np.ndarray:
@@ -100,4 +100,8 @@ def sample_tabebm(train, n_rows: int, tfm, key, *, steps: int = 200, step_size: 
 def make_source(train, *, key, n_rows: int, tfm=None, **options) -> PoolSource:
     if tfm is None:
         raise ValueError("the tabebm generator needs the pretrained TFM (tfm=TFM(params, mc))")
+    if not isinstance(tfm.mc, ModelConfig):
+        raise ValueError(f"the tabebm generator runs on the row-token model only (its per-class "
+                         f"contexts are padded rows, which {tfm.mc.kind} does not mask); use "
+                         "--model row-token for the tabebm arm")
     return PoolSource(sample_tabebm(train, max(int(n_rows), 1), tfm, key, **options))
