@@ -402,12 +402,13 @@ def test_solve_in_row_blocks_equals_one_block(monkeypatch):
     eps, u = sampler.draw_noise(scm, jax.random.key(33), 300)
     levels = sampler.static_levels(scm)
     do_mask, do_value = sampler.intervention_arrays(scm, {0: 1.5})
-    run = lambda: np.asarray(sampler.propagate(scm, eps, u, strategy="solve", levels=levels,
-                                               do_mask=do_mask, do_value=do_value))
+    # each call compiles a fresh function (the block size is read when tracing)
+    run = lambda: np.asarray(jax.jit(lambda e, v: sampler.propagate(  # noqa: E731
+        scm, e, v, strategy="solve", levels=levels, do_mask=do_mask, do_value=do_value))(eps, u))
     key = jax.random.key(34)
-    draw = lambda rng: np.asarray(sampler._sample.__wrapped__(  # traced anew at every call
-        scm, key, do_mask, do_value, n=300, strategy="solve", levels=levels, rng=rng,
-        rounding=sampler.static_rounding(scm, levels)))
+    draw = lambda rng: np.asarray(jax.jit(lambda k: sampler._sample.__wrapped__(  # noqa: E731
+        scm, k, do_mask, do_value, n=300, strategy="solve", levels=levels, rng=rng,
+        rounding=sampler.static_rounding(scm, levels)))(key))
     whole, drawn = run(), {rng: draw(rng) for rng in sampler.RNGS}
     monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
     monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows

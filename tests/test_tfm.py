@@ -135,7 +135,8 @@ def test_bfloat16_compute_matches_float32():
     shipped weights give nearly the f32 loss on a prior batch, with finite f32 gradients."""
     params, mc, _ = load_weights("default")
     batch = sample_batch(jax.random.key(3), prior_for(64, PriorConfig()), 4)
-    grad = lambda dtype: jax.value_and_grad(loss_fn, has_aux=True)(params, mc, batch, dtype)
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True), static_argnums=(1, 3))
+    grad = lambda dtype: value_and_grad(params, mc, batch, dtype)  # noqa: E731
     (loss32, _), _ = grad(jnp.float32)
     (loss16, _), grads16 = grad(jnp.bfloat16)
     assert abs(float(loss16) - float(loss32)) < 0.02, (float(loss16), float(loss32))
