@@ -56,12 +56,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from causaljax.tfm.torch_checkpoint import load_checkpoint, to_numpy
 
 SKIP = -100.0  # the reference's marker of a reserved (CLS) slot
 LN_EPS = 1e-5
@@ -705,49 +706,7 @@ class TabICL:
 
 
 def _load(src) -> Any:
-    """A checkpoint path (torch .pt/.ckpt, or .safetensors) or an in-memory mapping."""
-    if isinstance(src, dict):
-        return src
-    if hasattr(src, "keys") and hasattr(src, "__getitem__"):
-        return dict(src)
-    path = Path(src)
-    if not path.is_file():
-        raise ValueError(f"TabICL checkpoint {path} does not exist or is not a file")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.numpy import load_file
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ValueError("reading .safetensors needs the safetensors package") from e
-        try:
-            return load_file(str(path))
-        except Exception as e:
-            raise ValueError(f"TabICL checkpoint {path} is not a readable safetensors file: "
-                             f"{e}") from e
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(f"reading the torch checkpoint {path} needs torch (pip install "
-                         "torch==2.13.0)") from e
-    try:  # weights_only: unpickles tensors and plain containers only, never executes code
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"TabICL checkpoint {path} could not be read as a torch checkpoint "
-                         f"(weights_only=True): {type(e).__name__}: {e}") from e
-
-
-def _to_numpy(key: str, v) -> np.ndarray:
-    if hasattr(v, "detach"):  # torch tensor
-        v = v.detach().cpu()
-        if str(v.dtype) == "torch.bfloat16":
-            v = v.float()
-        v = v.numpy()
-    try:
-        a = np.asarray(v)
-    except Exception as e:
-        raise ValueError(f"state-dict entry {key!r} is not an array ({type(v).__name__})") from e
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"state-dict entry {key!r} has non-numeric dtype {a.dtype}")
-    return a.astype(np.float32)
+    return load_checkpoint(src, "TabICL")
 
 
 def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
@@ -788,7 +747,7 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
                                      if len(unexpected) > 1 else ""))
     tree: dict = {}
     for path, key, shape, kind in spec:
-        a = _to_numpy(key, state[key])
+        a = to_numpy(key, state[key])
         if kind == "linear_w":
             torch_shape = (shape[1], shape[0])
             if a.shape != torch_shape:
@@ -803,7 +762,7 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
         _set(tree, path, jnp.asarray(np.ascontiguousarray(a)))
     for key, want in buffers.items():
         if key in state:
-            a = _to_numpy(key, state[key])
+            a = to_numpy(key, state[key])
             if a.shape != want.shape or not np.allclose(a, want, rtol=1e-6, atol=0):
                 raise ValueError(f"TabICL state dict key {key!r} (shape {a.shape}) does not match "
                                  f"the rotary frequencies of row_rope_base={config.row_rope_base}"

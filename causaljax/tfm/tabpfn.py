@@ -74,12 +74,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from causaljax.tfm.torch_checkpoint import load_checkpoint, to_numpy
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 NAN_IND, POS_INF_IND, NEG_INF_IND = -2.0, 2.0, 4.0  # the module's indicator values
@@ -508,49 +509,7 @@ class TabPFN:
 
 
 def _load(src) -> Any:
-    """A checkpoint path (torch .ckpt/.pt, or .safetensors) or an in-memory mapping."""
-    if isinstance(src, dict):
-        return src
-    if hasattr(src, "keys") and hasattr(src, "__getitem__"):
-        return dict(src)
-    path = Path(src)
-    if not path.is_file():
-        raise ValueError(f"TabPFN checkpoint {path} does not exist or is not a file")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.numpy import load_file
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ValueError("reading .safetensors needs the safetensors package") from e
-        try:
-            return load_file(str(path))
-        except Exception as e:
-            raise ValueError(f"TabPFN checkpoint {path} is not a readable safetensors file: "
-                             f"{e}") from e
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(f"reading the torch checkpoint {path} needs torch (pip install "
-                         "torch==2.13.0)") from e
-    try:  # weights_only: unpickles tensors and plain containers only, never executes code
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"TabPFN checkpoint {path} could not be read as a torch checkpoint "
-                         f"(weights_only=True): {type(e).__name__}: {e}") from e
-
-
-def _to_numpy(key: str, v) -> np.ndarray:
-    if hasattr(v, "detach"):  # torch tensor
-        v = v.detach().cpu()
-        if str(v.dtype) == "torch.bfloat16":
-            v = v.float()
-        v = v.numpy()
-    try:
-        a = np.asarray(v)
-    except Exception as e:
-        raise ValueError(f"state-dict entry {key!r} is not an array ({type(v).__name__})") from e
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"state-dict entry {key!r} has non-numeric dtype {a.dtype}")
-    return a.astype(np.float32)
+    return load_checkpoint(src, "TabPFN")
 
 
 _BASE_PREFIXES = ("transformer_encoder.", "decoder_dict.", "encoder.", "y_encoder.")
@@ -570,18 +529,18 @@ def _from_base_layout(state: dict) -> dict:
     for key, v in state.items():
         parts = key.split(".")
         if key in enc:
-            out["feature_group_embedder.weight"] = _to_numpy(key, v)
+            out["feature_group_embedder.weight"] = to_numpy(key, v)
         elif parts[0] == "y_encoder" and parts[-2] == "layer" and len(parts) == 4:
-            out[f"target_embedder.{parts[-1]}"] = _to_numpy(key, v)
+            out[f"target_embedder.{parts[-1]}"] = to_numpy(key, v)
         elif parts[:2] == ["decoder_dict", "standard"] and len(parts) == 4:
-            out[f"output_projection.{parts[2]}.{parts[3]}"] = _to_numpy(key, v)
+            out[f"output_projection.{parts[2]}.{parts[3]}"] = to_numpy(key, v)
         elif parts[:2] == ["transformer_encoder", "layers"] and len(parts) == 6 \
                 and parts[3] == "mlp" and parts[4] in ("linear1", "linear2"):
             lin = "0" if parts[4] == "linear1" else "2"
-            out[f"blocks.{parts[2]}.mlp.{lin}.{parts[5]}"] = _to_numpy(key, v)
+            out[f"blocks.{parts[2]}.mlp.{lin}.{parts[5]}"] = to_numpy(key, v)
         elif parts[:2] == ["transformer_encoder", "layers"] and len(parts) == 5 \
                 and parts[3] in _BASE_ATTN:
-            a = _to_numpy(key, v)
+            a = to_numpy(key, v)
             pre = f"blocks.{parts[2]}.{_BASE_ATTN[parts[3]]}"
             if parts[4] == "_w_qkv":
                 if a.ndim != 4 or a.shape[0] != 3:
@@ -647,7 +606,7 @@ def read_tabpfn(path_or_state_dict, config: TabPFNConfig | dict | None = None):
                                      if len(unexpected) > 1 else ""))
     tree: dict = {}
     for path, key, shape, kind in spec:
-        a = _to_numpy(key, state[key])
+        a = to_numpy(key, state[key])
         if kind == "linear_w":
             torch_shape = (shape[1], shape[0])
             if a.shape != torch_shape:
