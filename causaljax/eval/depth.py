@@ -115,14 +115,13 @@ def within_fold_test(units: pd.DataFrame, metric: str, *, n_perm: int = 2000,
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values (NaN stays NaN): reject where adjusted p <= alpha
     and the family-wise false-alarm rate stays at alpha."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, np.float64)
     out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok])]
-    running = 0.0
-    for i, j in enumerate(order):
-        running = max(running, min(1.0, (len(order) - i) * p[j]))
-        out[j] = running
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 

@@ -1,9 +1,11 @@
 """Metrics of the fine-tuning study: ROC-AUC, normalized improvement, ranks, win rates,
-validation-test gap and bootstrap confidence intervals. Pure NumPy (plus scipy's rankdata).
+validation-test gap and bootstrap confidence intervals (NumPy, scipy's rankdata,
+scikit-learn's roc_auc_score).
 
-ROC-AUC is the Mann-Whitney statistic with average ranks for ties (equal to scikit-learn's
-``roc_auc_score``); multiclass is one-vs-rest, macro-averaged over the classes that occur in
-``y_true`` (scikit-learn's ``multi_class="ovr", average="macro"`` when every class occurs).
+ROC-AUC is scikit-learn's ``roc_auc_score`` (one definition everywhere: the studies,
+``zero_shot.py``, the classifier); multiclass is one-vs-rest, macro-averaged over the classes
+that occur in ``y_true`` (scikit-learn's ``multi_class="ovr", average="macro"`` when every
+class occurs); NaN where it is undefined (one class, non-finite scores).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ def roc_auc(y_true, scores) -> float:
 
 
 def _binary_auc(positive_n, score_n) -> float:
+    from sklearn.metrics import roc_auc_score
+
     if not np.isfinite(score_n).all():
         return float("nan")
     n_pos = int(positive_n.sum())
-    n_neg = len(positive_n) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == len(positive_n):
         return float("nan")
-    ranks = rankdata(score_n)  # average ranks for ties
-    return float((ranks[positive_n].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive_n, score_n))
 
 
 def spearman(a, b) -> float:
