@@ -53,6 +53,7 @@ class Ported:
 
     @property
     def max_features(self) -> int:
+        """The port's feature limit (TabICL has none: memory is the limit)."""
         return _module(self.kind).limits(self.config).max_features or 10**9
 
     def to_dict(self) -> dict:
