@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causaljax.tfm.torch_checkpoint import load_checkpoint, to_numpy
+from causaljax.tfm.torch_checkpoint import load_checkpoint, nested, params_from_state, to_numpy
 
 SKIP = -100.0  # the reference's marker of a reserved (CLS) slot
 LN_EPS = 1e-5
@@ -285,22 +285,6 @@ def _rope_freqs(cfg: TabICLConfig) -> np.ndarray:
     return (np.float32(1.0) / (np.float32(cfg.row_rope_base) ** expo)).astype(np.float32)
 
 
-def _set(tree: dict, path: tuple, value):
-    node = tree
-    for p in path[:-1]:
-        node = node.setdefault(p, {})
-    node[path[-1]] = value
-
-
-def _lists(tree):
-    """Dicts keyed 0..n-1 (block stacks) become lists."""
-    if isinstance(tree, dict):
-        if tree and all(isinstance(k, int) for k in tree):
-            return [_lists(tree[i]) for i in range(len(tree))]
-        return {k: _lists(v) for k, v in tree.items()}
-    return tree
-
-
 def init(cfg: TabICLConfig, key) -> dict:
     """Random parameters for ``cfg`` (torch-like scales; for tests and training from scratch)."""
     return _init_jit(cfg, key)
@@ -315,7 +299,7 @@ def _init_jit(cfg: TabICLConfig, key) -> dict:
     # two draws for all parameters (one per distribution), sliced: a small program to compile
     uni = jax.random.uniform(k1, (int(offsets[-1]),), jnp.float32, -1, 1)
     tnorm = jax.random.truncated_normal(k2, -2.0, 2.0, (int(offsets[-1]),), jnp.float32)
-    tree: dict = {}
+    items = []
     for (path, _, shape, kind), lo, hi in zip(spec, offsets[:-1], offsets[1:]):
         if kind == "linear_w":
             v = uni[lo:hi].reshape(shape) / math.sqrt(shape[0])
@@ -325,8 +309,8 @@ def _init_jit(cfg: TabICLConfig, key) -> dict:
             v = jnp.ones(shape, jnp.float32)
         else:  # inducing points, CLS tokens
             v = 0.02 * tnorm[lo:hi].reshape(shape)
-        _set(tree, path, v)
-    return _lists(tree)
+        items.append((path, v))
+    return nested(items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,31 +719,7 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
         config = TabICLConfig.from_dict(config)
     spec = param_spec(config)
     buffers = _buffer_keys(config)
-    expected = {k for _, k, _, _ in spec} | set(buffers)
-    missing = [k for _, k, _, _ in spec if k not in state]
-    if missing:
-        raise ValueError(f"TabICL state dict is missing key {missing[0]!r}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    unexpected = sorted(set(state) - expected)
-    if unexpected:
-        raise ValueError(f"TabICL state dict has unexpected key {unexpected[0]!r} for this "
-                         "config" + (f" (and {len(unexpected) - 1} more)"
-                                     if len(unexpected) > 1 else ""))
-    tree: dict = {}
-    for path, key, shape, kind in spec:
-        a = to_numpy(key, state[key])
-        if kind == "linear_w":
-            torch_shape = (shape[1], shape[0])
-            if a.shape != torch_shape:
-                raise ValueError(f"TabICL state dict key {key!r} has shape {a.shape}; the config "
-                                 f"expects {torch_shape}")
-            a = a.T
-        elif a.shape != shape:
-            raise ValueError(f"TabICL state dict key {key!r} has shape {a.shape}; the config "
-                             f"expects {shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"TabICL state dict key {key!r} holds non-finite values")
-        _set(tree, path, jnp.asarray(np.ascontiguousarray(a)))
+    params = params_from_state("TabICL", state, spec, extra_keys=buffers)
     for key, want in buffers.items():
         if key in state:
             a = to_numpy(key, state[key])
@@ -767,7 +727,7 @@ def read_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None):
                 raise ValueError(f"TabICL state dict key {key!r} (shape {a.shape}) does not match "
                                  f"the rotary frequencies of row_rope_base={config.row_rope_base}"
                                  f", head width {2 * want.shape[0]}")
-    return config, _lists(tree)
+    return config, params
 
 
 def convert_tabicl(path_or_state_dict, config: TabICLConfig | dict | None = None) -> dict:

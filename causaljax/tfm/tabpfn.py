@@ -80,7 +80,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causaljax.tfm.torch_checkpoint import load_checkpoint, to_numpy
+from causaljax.tfm.torch_checkpoint import load_checkpoint, nested, params_from_state, to_numpy
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 NAN_IND, POS_INF_IND, NEG_INF_IND = -2.0, 2.0, 4.0  # the module's indicator values
@@ -192,22 +192,6 @@ def param_spec(cfg: TabPFNConfig):
     return rows
 
 
-def _set(tree: dict, path: tuple, value):
-    node = tree
-    for p in path[:-1]:
-        node = node.setdefault(p, {})
-    node[path[-1]] = value
-
-
-def _lists(tree):
-    """Dicts keyed 0..n-1 (block stacks) become lists."""
-    if isinstance(tree, dict):
-        if tree and all(isinstance(k, int) for k in tree):
-            return [_lists(tree[i]) for i in range(len(tree))]
-        return {k: _lists(v) for k, v in tree.items()}
-    return tree
-
-
 def init(cfg: TabPFNConfig, key) -> dict:
     """Random parameters for ``cfg``: U(-1, 1) / sqrt(fan_in) weights, zero biases (unlike
     torch's zero-initialised output projections, every path is live from the start)."""
@@ -220,14 +204,14 @@ def _init_jit(cfg: TabPFNConfig, key) -> dict:
     sizes = [int(np.prod(shape)) for _, _, shape, _ in spec]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     uni = jax.random.uniform(key, (int(offsets[-1]),), jnp.float32, -1, 1)
-    tree: dict = {}
+    items = []
     for (path, _, shape, kind), lo, hi in zip(spec, offsets[:-1], offsets[1:]):
         if kind == "linear_w":
             v = uni[lo:hi].reshape(shape) / math.sqrt(shape[0])
         else:
             v = jnp.zeros(shape, jnp.float32)
-        _set(tree, path, v)
-    return _lists(tree)
+        items.append((path, v))
+    return nested(items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,31 +579,7 @@ def read_tabpfn(path_or_state_dict, config: TabPFNConfig | dict | None = None):
         state = _from_base_layout(state)
     spec = param_spec(config)
     layout = " (after translating the base-architecture key names)" if base else ""
-    missing = [k for _, k, _, _ in spec if k not in state]
-    if missing:
-        raise ValueError(f"TabPFN state dict is missing key {missing[0]!r}{layout}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    unexpected = sorted(set(state) - {k for _, k, _, _ in spec})
-    if unexpected:
-        raise ValueError(f"TabPFN state dict has unexpected key {unexpected[0]!r} for this "
-                         "config" + (f" (and {len(unexpected) - 1} more)"
-                                     if len(unexpected) > 1 else ""))
-    tree: dict = {}
-    for path, key, shape, kind in spec:
-        a = to_numpy(key, state[key])
-        if kind == "linear_w":
-            torch_shape = (shape[1], shape[0])
-            if a.shape != torch_shape:
-                raise ValueError(f"TabPFN state dict key {key!r} has shape {a.shape}; the config "
-                                 f"expects {torch_shape}")
-            a = a.T
-        elif a.shape != shape:
-            raise ValueError(f"TabPFN state dict key {key!r} has shape {a.shape}; the config "
-                             f"expects {shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"TabPFN state dict key {key!r} holds non-finite values")
-        _set(tree, path, jnp.asarray(np.ascontiguousarray(a)))
-    return config, _lists(tree)
+    return config, params_from_state("TabPFN", state, spec, note=layout)
 
 
 def convert_tabpfn(path_or_state_dict, config: TabPFNConfig | dict | None = None) -> dict:

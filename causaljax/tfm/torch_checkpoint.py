@@ -4,6 +4,10 @@
 ``torch.load(weights_only=True)`` (tensors and plain containers only), a ``.safetensors``
 file, or an in-memory mapping; every failure is a ValueError naming the file.
 ``to_numpy(key, v)``: one state-dict entry as float32 NumPy, or a ValueError naming the key.
+``params_from_state(name, state, spec)``: our params pytree from a state dict and a port's
+``param_spec`` rows ``(path, key, shape, kind)`` (kind "linear_w": torch's [out, in] weight,
+stored transposed), with an error naming the first missing / unexpected / mis-shaped key.
+``nested(items)``: ``(path, value)`` pairs as the ports' params pytree (also their ``init``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -59,3 +64,51 @@ def to_numpy(key: str, v) -> np.ndarray:
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise ValueError(f"state-dict entry {key!r} has non-numeric dtype {a.dtype}")
     return a.astype(np.float32)
+
+
+def params_from_state(name: str, state: dict, spec, *, extra_keys=(), note: str = "") -> Any:
+    """Params (nested dicts, block stacks as lists) from ``state``; ``extra_keys``: keys the
+    state may hold besides the spec's (buffers); ``note`` ends the missing-key message."""
+    missing = [k for _, k, _, _ in spec if k not in state]
+    if missing:
+        raise ValueError(f"{name} state dict is missing key {missing[0]!r}{note}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    unexpected = sorted(set(state) - {k for _, k, _, _ in spec} - set(extra_keys))
+    if unexpected:
+        raise ValueError(f"{name} state dict has unexpected key {unexpected[0]!r} for this "
+                         "config" + (f" (and {len(unexpected) - 1} more)"
+                                     if len(unexpected) > 1 else ""))
+    items = []
+    for path, key, shape, kind in spec:
+        a = to_numpy(key, state[key])
+        want = (shape[1], shape[0]) if kind == "linear_w" else tuple(shape)
+        if a.shape != want:
+            raise ValueError(f"{name} state dict key {key!r} has shape {a.shape}; the config "
+                             f"expects {want}")
+        if kind == "linear_w":
+            a = a.T
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} state dict key {key!r} holds non-finite values")
+        items.append((path, jnp.asarray(np.ascontiguousarray(a))))
+    return nested(items)
+
+
+def nested(items) -> Any:
+    """``(path, value)`` pairs -> nested dicts, with integer-keyed levels (block stacks) as
+    lists."""
+    tree: dict = {}
+    for path, value in items:
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return _lists(tree)
+
+
+def _lists(tree):
+    """Dicts keyed 0..n-1 (block stacks) become lists."""
+    if isinstance(tree, dict):
+        if tree and all(isinstance(k, int) for k in tree):
+            return [_lists(tree[i]) for i in range(len(tree))]
+        return {k: _lists(v) for k, v in tree.items()}
+    return tree
