@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "per-pair draws from P (the rule before issue 23)")
     p.add_argument("--threshold", type=float, default=None,
                    help="edge threshold (with --dag-sampler pairs; default none)")
+    p.add_argument("--repair-alpha", type=float, default=None,
+                   help="level of discovery.markov_repair of the sampled DAGs (0: off; "
+                        "default: the studies' default)")
     p.add_argument("--families", default="linear,trees")
     p.add_argument("--checkpoint", default="default", help="TFM weights (TabEBM's energy)")
     p.add_argument("--seed", type=int, default=0)
@@ -63,11 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def scm_options(args) -> dict:
+    from causaljax.eval.cli import REPAIR_ALPHA
+
     sub = None if args.subsample.lower() == "none" else float(args.subsample)
     return dict(k=args.k_scms, n_bootstrap=args.n_bootstrap,
                 algorithms=tuple(args.algorithms.split(",")), subsample=sub,
                 edge_rule=args.edge_rule, threshold=args.threshold,
                 dag_sampler=args.dag_sampler,
+                repair_alpha=REPAIR_ALPHA if args.repair_alpha is None else args.repair_alpha,
                 families=tuple(args.families.split(",")))
 
 

@@ -1,4 +1,5 @@
-"""Causal discovery: bootstrapped edge probabilities and DAG sampling (per pair, or from runs)."""
+"""Causal discovery: bootstrapped edge probabilities, DAG sampling (per pair, or from runs) and
+the Markov repair of sampled DAGs."""
 
 from causaljax.discovery.dags import (
     DAGs,
@@ -8,6 +9,7 @@ from causaljax.discovery.dags import (
     sample_dags,
     threshold_probabilities,
 )
+from causaljax.discovery.repair import markov_repair
 from causaljax.discovery.structure import (
     ALGORITHMS,
     EDGE_RULES,
@@ -21,6 +23,7 @@ from causaljax.discovery.structure import (
 __all__ = [
     "ALGORITHMS", "EDGE_RULES", "MIN_ROWS", "DAGs", "check_probabilities", "ci_test_for",
     "consistent_extension", "dags_from_runs",
-    "direction_weights", "edge_probabilities", "edge_probabilities_array", "sample_dags",
+    "direction_weights", "edge_probabilities", "edge_probabilities_array", "markov_repair",
+    "sample_dags",
     "threshold_probabilities",
 ]

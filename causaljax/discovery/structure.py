@@ -391,15 +391,24 @@ class MixedLinearCI(CIT_Base):
         Xs, Ys, Z, cache_key = self.get_formatted_XYZ_and_cachekey(X, Y, condition_set)
         if cache_key in self.pvalue_cache:
             return self.pvalue_cache[cache_key]
+        stat, dof = self._statistic(Xs, Ys, Z)
+        pvalue = float(chi2.sf(stat, dof))
+        self.pvalue_cache[cache_key] = pvalue
+        return pvalue
+
+    def log_pvalue(self, X: int, Y: int, condition=()) -> float:
+        """log p of X ⟂ Y | condition, finite where the p-value itself underflows to 0 (so
+        strong dependences can still be ranked)."""
+        return float(chi2.logsf(*self._statistic([X], [Y], list(condition))))
+
+    def _statistic(self, Xs, Ys, Z):
+        """(Bartlett's chi-square statistic, degrees of freedom) of Xs ⟂ Ys | Z."""
         log_lambda = (self._logdet(Xs + Ys + Z) - self._logdet(Xs + Z)
                       - self._logdet(Ys + Z) + self._logdet(Z))
         p = sum(len(self.slots[c]) for c in Xs)
         q = sum(len(self.slots[c]) for c in Ys)
         z = sum(len(self.slots[c]) for c in Z)
-        stat = max(0.0, -(self.sample_size - z - (p + q + 3) / 2) * log_lambda)
-        pvalue = float(chi2.sf(stat, p * q))
-        self.pvalue_cache[cache_key] = pvalue
-        return pvalue
+        return max(0.0, -(self.sample_size - z - (p + q + 3) / 2) * log_lambda), p * q
 
 
 register_ci_test("causaljax_mixed", MixedLinearCI)

@@ -12,10 +12,12 @@ PORTS = ("tabicl", "tabpfn")  # = causaljax.tfm.batch_model.PORTS (not imported:
 MIN_CHECKPOINTS = 5  # = FinetuneConfig.min_checkpoints (checked in the tests)
 EDGE_RULES = ("adjacency", "legacy")  # discovery.edge_probabilities(edge_rule=)
 DAG_SAMPLERS = ("runs", "pairs")  # finetune.generators.scm.fit_scms(dag_sampler=)
+REPAIR_ALPHA = 0.05  # finetune.generators.scm.fit_scms(repair_alpha=); 0 = no Markov repair
 # The SCM settings of the studies before issue 23: a run config holds a setting only when it
 # differs from these, so folders written before then resume with --edge-rule legacy
-# --dag-sampler pairs, and any other setting gets run ids (and summary rows) of its own.
-PRE_ISSUE_23 = {"edge_rule": "legacy", "dag_sampler": "pairs"}
+# --dag-sampler pairs --repair-alpha 0, and any other setting gets run ids (and summary rows)
+# of its own.
+PRE_ISSUE_23 = {"edge_rule": "legacy", "dag_sampler": "pairs", "repair_alpha": 0.0}
 
 
 class BadInput(Exception):
@@ -56,6 +58,9 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--dag-sampler", default="runs", choices=DAG_SAMPLERS,
                    help="'runs': each DAG one discovery run's graph, consistently extended; "
                         "'pairs': per-pair draws from P (before issue 23)")
+    p.add_argument("--repair-alpha", type=float, default=REPAIR_ALPHA,
+                   help="level of the Markov repair of each sampled DAG on the training rows "
+                        "(causaljax.discovery.repair); 0 = the DAGs as sampled")
     p.add_argument("--max-test", type=int, default=1024, help="test rows per fold (subsampled)")
     p.add_argument("--checkpoint", default="default",
                    help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
@@ -276,15 +281,17 @@ def scm_options(args, k: int, families) -> dict:
 
 
 def dag_settings(args) -> dict:
-    """--edge-rule / --dag-sampler (their defaults where a script lacks them)."""
+    """--edge-rule / --dag-sampler / --repair-alpha (their defaults where a script lacks
+    them)."""
     return {"edge_rule": getattr(args, "edge_rule", EDGE_RULES[0]),
-            "dag_sampler": getattr(args, "dag_sampler", DAG_SAMPLERS[0])}
+            "dag_sampler": getattr(args, "dag_sampler", DAG_SAMPLERS[0]),
+            "repair_alpha": float(getattr(args, "repair_alpha", REPAIR_ALPHA))}
 
 
 def current_rows(df, base: dict):
     """The rows of a study's store that were run with ``base``'s SCM settings (edge rule,
-    DAG sampler; a missing column or value = the setting before issue 23), so that a folder
-    resumed with other settings reports only the runs of this one."""
+    DAG sampler, repair level; a missing column or value = the setting before issue 23), so
+    that a folder resumed with other settings reports only the runs of this one."""
     import pandas as pd
 
     keep = pd.Series(True, index=df.index)

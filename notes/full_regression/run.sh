@@ -11,6 +11,6 @@ SHARD_ARGS=()
 [ -n "${SHARD:-}" ] && SHARD_ARGS=(--shard "$SHARD")
 for F in $(seq "${1:-1}" "${2:-10}"); do
   python experiments/regression_volume.py --datasets $DS --folds "$F" --n-train 64 \
-      --volumes 0,1,4 --methods real,causalmix,scm,copula --out $OUT --no-progress \
+      --volumes 0,1,4 --methods real,causalmix,scm,copula --out $OUT --no-progress --repair-alpha 0 \
       "${SHARD_ARGS[@]}" || exit $?
 done

@@ -14,5 +14,5 @@ SHARD_ARGS=()
 [ -n "${SHARD:-}" ] && SHARD_ARGS=(--shard "$SHARD")
 for F in $(seq "${1:-1}" "${2:-10}"); do
   python experiments/scale_volume.py --datasets $DS --folds "$F" --n-train 64 \
-      --volumes 0,64 --methods real,causalmix,scm --out $OUT --no-progress "${SHARD_ARGS[@]}" || exit $?
+      --volumes 0,64 --methods real,causalmix,scm --out $OUT --no-progress --repair-alpha 0 "${SHARD_ARGS[@]}" || exit $?
 done
