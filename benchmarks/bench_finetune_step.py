@@ -52,6 +52,9 @@ def main(argv=None) -> int:
                    help="row-token weights ('default', 'random-tiny', a .msgpack path), or the "
                         "checkpoint file of --model tabicl / tabpfn")
     p.add_argument("--model", default="row-token", choices=("row-token", "tabicl", "tabpfn"))
+    p.add_argument("--repair-alpha", type=float, default=None,
+                   help="Markov repair level of the SCMs' DAGs (0: none; default: the SCM "
+                        "generator's)")
     p.add_argument("--out", default="benchmarks/results/bench_finetune_step.json")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -79,7 +82,8 @@ def main(argv=None) -> int:
     task_full, task_half = make_task(table, split_full, mc), make_task(table, split_half, mc)
     t0 = time.perf_counter()
     scm = fit_scms(table.take(split_half.train), key=jax.random.key(0), k=args.k_scms,
-                   n_bootstrap=5, families=tuple(args.families.split(",")))
+                   n_bootstrap=5, families=tuple(args.families.split(",")),
+                   **({} if args.repair_alpha is None else {"repair_alpha": args.repair_alpha}))
     fit_s = time.perf_counter() - t0
     fresh = scm_source(scm)  # draws from the compact layout
     dense = SCMSource(scm)  # draws with the dense walk (the in-step draw before the layout)

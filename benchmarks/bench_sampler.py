@@ -253,7 +253,9 @@ def bench_fitted(args, results):
         train = table.take(np.sort(rows))
         t0 = time.perf_counter()
         k = args.fitted_k
-        ensemble = fit_scms(train, key=jax.random.key(0), k=k, n_bootstrap=5)
+        repair = {} if args.fitted_repair_alpha is None else {
+            "repair_alpha": args.fitted_repair_alpha}
+        ensemble = fit_scms(train, key=jax.random.key(0), k=k, n_bootstrap=5, **repair)
         fit_s = time.perf_counter() - t0
         compact = sampler.as_compact(ensemble)
         families = ", ".join(f"{g.family} {int((np.asarray(g.level) < 2**30).sum())}"
@@ -273,6 +275,7 @@ def bench_fitted(args, results):
             t_ours = timed(lambda: sampler.sample(compact, KEY, 512, rng=rng), 30)
             madds, work = _work_line(compact, k * 512, t_ours)
             row = dict(part="fitted", dataset=name, n=512, d=train.n_cols, k=k, rng=rng,
+                       edges=int(np.asarray(ensemble.parents).sum()),
                        families=families, fit_s=fit_s, dowhy_datasets_per_s=1 / t_dowhy,
                        ours_datasets_per_s=k / t_ours, walk_datasets_per_s=k / t_walk,
                        speedup=k * t_dowhy / t_ours, walk_speedup=k * t_dowhy / t_walk,
@@ -369,6 +372,9 @@ def main(argv=None):
                         "good:nonlinear:20; --full adds better and d=50)")
     p.add_argument("--fitted-datasets", default=",".join(FITTED_DATASETS))
     p.add_argument("--fitted-k", type=int, default=64, help="SCMs per fitted ensemble")
+    p.add_argument("--fitted-repair-alpha", type=float, default=None,
+                   help="Markov repair level of the fitted ensembles' DAGs (0: none; default: "
+                        "the SCM generator's)")
     p.add_argument("--auto-assign", action="store_true",
                    help="let DoWhy's GOOD auto-assignment choose the mechanisms")
     p.add_argument("--dowhy-families", default="linear,trees")
