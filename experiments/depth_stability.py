@@ -110,7 +110,8 @@ def main(argv=None) -> int:
                     shard_i, shard_n)
     opts = scm_options(args, args.dags, families)
     study = DepthStudy(tables, params, mc, generator_options=opts)
-    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
+    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress,
+                                     report_only=args.report_only)
     with store.outputs_lock():
         text = write_outputs(Path(args.out), store, args)
     print_report(text, store, ran, configs, seconds, args.out)

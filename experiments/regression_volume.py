@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     base = base_config(args, model_id, families, args.k_scms, study="regression",
                        n_bins=args.n_bins, select="val_mae")
     configs = shard(grid(list(frames), args.folds, methods, volumes, base), shard_i, shard_n)
-    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
+    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress,
+                                     report_only=args.report_only)
     with store.outputs_lock():
         df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
         if not df.empty:

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     run, _ = with_fidelity(study, study.run)
     _, run_group = with_fidelity(study, study.run_group)
     store, ran, seconds = run_study(
-        configs, run, args.out, progress=not args.no_progress,
+        configs, run, args.out, progress=not args.no_progress, report_only=args.report_only,
         group=fold_group if args.vmap_folds else None,
         run_group=run_group if args.vmap_folds else None)
     with store.outputs_lock():

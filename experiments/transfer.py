@@ -104,7 +104,8 @@ def main(argv=None) -> int:
                     shard_i, shard_n)
     opts = scm_options(args, args.k_scms, families)
     study = TransferStudy(tables, params, mc, generator_options=opts)
-    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress)
+    store, ran, seconds = run_study(configs, study.run, args.out, progress=not args.no_progress,
+                                     report_only=args.report_only)
     with store.outputs_lock():
         df, text, out = current_rows(store.read(), base), "", Path(args.out)  # these settings
         if not df.empty:

@@ -53,6 +53,16 @@ def test_smoke_runs_writes_and_resumes(tmp_path):
     assert json.loads(res.stdout.strip().splitlines()[-1])["ran"] == 0
     assert (out / "log.txt").read_text().count("stage runs: ") == 2  # appended
     assert sorted((out / "runs").glob("*.parquet")) == runs
+    # --report-only on a larger grid: the outputs from the runs stored so far, no new run
+    (out / "summary.md").unlink()
+    res = subprocess.run(cmd[:-6] + ["--volumes", "0,1,4", "--methods", "real,causalmix",
+                                     "--out", str(out), "--report-only"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (report["ran"], report["stored"], report["grid"]) == (0, 3, 4)
+    assert sorted((out / "runs").glob("*.parquet")) == runs
+    assert "| causalmix | 1 |" in (out / "summary.md").read_text()
 
 
 def _csv(tmp_path, n=80, classes=2):

@@ -72,6 +72,10 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out)
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the outputs (results.parquet, summary.md, plots) from the runs "
+                        "stored so far and run nothing: a study in progress, or one stopped "
+                        "mid-fold, reported as it stands")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they go to stderr, and only when it is a terminal)")
     p.add_argument("--compile-cache", default=None,
@@ -315,9 +319,10 @@ def base_config(args, model_id: str, families, k_scms: int, **extra) -> dict:
     return base
 
 
-def run_study(configs, run, out, *, progress: bool, **grid_options):
+def run_study(configs, run, out, *, progress: bool, report_only: bool = False,
+              **grid_options):
     """Run the configs not yet stored in ``out`` (``causaljax.eval.study.run_grid``), library
-    warnings silenced. -> (store, ids run by this call, seconds)."""
+    warnings silenced; with ``report_only`` none. -> (store, ids run by this call, seconds)."""
     import time
 
     from causaljax import progress as progress_lib
@@ -333,7 +338,8 @@ def run_study(configs, run, out, *, progress: bool, **grid_options):
     progress_lib.take_times()
     with warnings.catch_warnings(), progress_lib.disabled(not progress):
         warnings.simplefilter("ignore")
-        ran = run_grid(configs, run, store, progress=progress, **grid_options)
+        ran = [] if report_only else run_grid(configs, run, store, progress=progress,
+                                              **grid_options)
     seconds = time.perf_counter() - t0
     parts = progress_lib.take_times()
     log_stage("runs", seconds, f"{len(ran)} run(s)" + "".join(
