@@ -13,13 +13,14 @@ order (so the result stays acyclic and every existing edge is kept): for each co
 some predecessor i outside pa(j) fails the test x_j ⟂ x_i | pa(j) at level ``alpha``, the one
 with the smallest p-value becomes a parent of j (forward selection); then each added parent
 that is independent of x_j given the other parents is dropped again (the grow and shrink
-phases of grow-shrink Markov-blanket search, over predecessors only). The test is discovery's mixed linear test
-(``structure.MixedLinearCI``: categorical columns one-hot encoded, Wilks' likelihood ratio; for
-numeric columns the partial-correlation test), on all the training rows rather than a resample,
-for every column kind: its log p-value stays finite where p underflows, so strong dependences
-are ranked correctly. A column that is constant, or an exact linear function of the others, is
-left as it is (``structure.usable_columns``). Each addition is one more regression input of the
-mechanism: the repaired DAG is denser but never loses an edge of the run.
+phases of grow-shrink Markov-blanket search, over predecessors only). The test is discovery's
+mixed linear test (``structure.MixedLinearCI``: categorical columns one-hot encoded, Wilks'
+likelihood ratio; for numeric columns the partial-correlation test), on all the training rows
+rather than a resample, for every column kind: its log p-value stays finite where p
+underflows, so strong dependences are ranked correctly. A column that is constant, or an
+exact linear function of the others, is left as it is (``structure.usable_columns``). Each
+addition is one more regression input of the mechanism: the repaired DAG is denser but never
+loses an edge of the run.
 
 With the true distribution linear-Gaussian and alpha -> 0 as n grows, a repaired DAG is an
 I-map in its order, so its fitted SCM reproduces the covariance of every pair; with a finite

@@ -65,9 +65,10 @@ def paired_differences(a: pd.DataFrame, b: pd.DataFrame, metrics=tuple(METRICS),
 
 def paired_markdown(table: pd.DataFrame, a_name: str = "a", b_name: str = "b") -> str:
     """The table as markdown: one line per arm and metric."""
-    lines = [f"Paired differences {b_name} - {a_name} per (dataset, fold) cell: median [95% "
-             "bootstrap CI over datasets], mean, share of cells where "
-             f"{b_name} is better (ties ½), Wilcoxon signed-rank p.", "",
+    head = (f"Paired differences {b_name} - {a_name} per (dataset, fold) cell: median [95% "
+            f"bootstrap CI over datasets], mean, share of cells where {b_name} is better "
+            "(ties ½), Wilcoxon signed-rank p.")
+    lines = [head, "",
              "| method | volume | metric | pairs | median [CI] | mean | b better | p |",
              "|---|---:|---|---:|---|---:|---:|---:|"]
     for r in table.itertuples():
