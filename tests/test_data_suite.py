@@ -47,7 +47,7 @@ def test_no_network_fixture_blocks_connections(no_network):
 
 def test_suite_listing():
     s = suite()
-    assert list(s.columns) == ["name", "rows", "features", "classes", "source", "domain"]
+    assert list(s.columns) == ["name", "rows", "features", "classes", "source", "domain", "half"]
     assert set(s.domain) == {"health", "finance", "social", "science", "technology"}
     assert names() == s["name"].tolist()
     assert set(names()) == set(EXPECTED)
@@ -115,3 +115,23 @@ def test_load_returns_independent_copies():
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="unknown dataset 'mnist'.*breast_cancer.*leaf_flavia"):
         load("mnist")
+
+
+def test_dev_and_test_halves_follow_the_committed_rule():
+    spec = suite()
+    dev, test = names(half="dev"), names(half="test")
+    assert set(dev) | set(test) == set(spec.name) and not set(dev) & set(test)
+    # the rule of causaljax.data.suite's docstring, recomputed independently
+    expected = {}
+    for k, (_, group) in enumerate(sorted(spec.groupby("domain"), key=lambda t: t[0])):
+        for j, name in enumerate(group.sort_values("rows", ascending=False).name):
+            expected[name] = ("dev", "test")[(j + k) % 2]
+    assert dict(zip(spec.name, spec.half)) == expected
+    for _, group in spec.groupby("domain"):  # balanced by domain ...
+        assert abs((group.half == "dev").sum() - (group.half == "test").sum()) <= 1
+    rows = spec.set_index("name").rows  # ... and by size
+    assert 0.5 < rows[dev].median() / rows[test].median() < 2
+    with pytest.raises(ValueError, match="half"):
+        names(half="validation")
+    with pytest.raises(ValueError, match="half"):
+        names("regression", half="dev")

@@ -29,3 +29,11 @@ def test_zero_shot_writes_table_plot_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(again.reset_index(drop=True), pd.read_csv(out))
     # recomputed rows would have new timings; the CSV round trip only loses the last digits
     np.testing.assert_allclose(again.seconds.to_numpy(), df.seconds.to_numpy(), rtol=1e-9)
+
+
+def test_halves_split_the_datasets_the_tfm_takes():
+    script = _script()
+    dev, test, every = (script.dataset_names(h) for h in ("dev", "test", None))
+    assert sorted(dev + test) == sorted(every) and not set(dev) & set(test)
+    assert "hepatic_qsar" not in every and "leaf_flavia" not in every  # too wide / many classes
+    assert len(test) >= 8 and len(dev) >= 8
