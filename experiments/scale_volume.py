@@ -27,9 +27,10 @@ Output in --out (default runs/scale_volume):
 
 Resuming: the run id is a hash of the run's config; finished runs are skipped, every run
 file is written to a temp file and renamed, so a study killed at any point (even SIGKILL)
-and rerun ends with the same runs as an uninterrupted one, none twice. --edge-rule and
---dag-sampler are part of the id (when not legacy / pairs, the settings before issue 23, so
-older folders resume with those two flags); summary.md reports the rows of the current ones.
+and rerun ends with the same runs as an uninterrupted one, none twice. --edge-rule,
+--dag-sampler and --repair-alpha are part of the id (when not legacy / pairs / 0, the settings
+before issue 23, so older folders resume with those three flags); summary.md reports the rows
+of the current ones. --report-only writes the outputs from the runs stored so far.
 Devices: JAX runs every run on its default device. To use several devices (GPUs, or hosts),
 start one process per device with --shard i/n (e.g. CUDA_VISIBLE_DEVICES=i) and the same
 --out: shards hold disjoint (dataset, fold) groups and write to the same store.
