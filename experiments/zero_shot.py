@@ -37,6 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causaljax.data import load, low_data_splits, suite
+from causaljax.data.suite import HALVES
 from causaljax.eval.files import write_atomically
 from causaljax.tfm import MAX_CLASSES, MAX_FEATURES
 from causaljax.tfm.classifier import TFMClassifier
@@ -65,7 +66,7 @@ def roc_auc(y_true, proba, n_classes: int) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--datasets", nargs="*", default=None)
-    ap.add_argument("--half", choices=("dev", "test"), default=None,
+    ap.add_argument("--half", choices=HALVES, default=None,
                     help="only this half of the suite (default: every dataset)")
     ap.add_argument("--n-train", nargs="*", type=int, default=[64, 256, 1024])
     ap.add_argument("--folds", type=int, default=10)
