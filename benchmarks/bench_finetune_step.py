@@ -17,6 +17,13 @@ Runs per hour: wall time of complete fine-tuning runs (--run-steps steps, valida
 evaluation every 5 steps, --rows rows per step) after compilation; and --vmap-runs causalmix
 runs (seeds) one after the other vs the same runs vmapped into one program
 (``finetune.batched.finetune_runs``).
+
+--architectures: instead, the real and causalmix step times of every architecture at its
+published size in one run: the shipped row-token model, and TabICL (the tabicl constructor's
+defaults), TabPFN v2 (the v2 classifier's size) and Mitra (the published classifier's size)
+with random weights (the step time does not depend on the values):
+
+    python benchmarks/bench_finetune_step.py --architectures --steps 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -34,7 +41,53 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax
 
+from causaljax.eval.cli import PORTS
 from causaljax.runtime import malloc_note
+
+
+def published_size_models(key):
+    """(name, params, model spec) of every architecture at its published size: the shipped
+    row-token model, and each port with random weights of its published shapes."""
+    from causaljax.eval.cli import load_model
+    from causaljax.tfm import mitra, tabicl, tabpfn
+    from causaljax.tfm.batch_model import Ported
+
+    params, mc, model_id = load_model("default")
+    yield f"row-token ({model_id})", params, mc
+    for kind, module, cfg in (("tabicl", tabicl, tabicl.TabICLConfig()),
+                              ("tabpfn", tabpfn, tabpfn.TabPFNConfig()),
+                              ("mitra", mitra, mitra.MitraConfig())):
+        yield kind, module.init(cfg, key), Ported(kind, cfg)
+
+
+def n_params(params) -> int:
+    return sum(int(a.size) for a in jax.tree.leaves(params))
+
+
+def time_steps(arms, params, mc, shapes, key, steps: int, repeats: int):
+    """(median ms per step, every block's ms, first-call s) of each arm's jitted train step;
+    the arms alternate block by block, so load on the machine hits them alike."""
+    from causaljax.finetune.loop import init_state, train_step
+
+    states = {name: init_state(params, fc) for name, (_, _, fc) in arms.items()}
+
+    def block(name, n):
+        task, source, fc = arms[name]
+        state = states[name]
+        t = time.perf_counter()
+        for _ in range(n):
+            state, loss = train_step(state, task, source, key, mc=mc, fc=fc, shape=shapes[name])
+        loss.block_until_ready()
+        states[name] = state
+        return (time.perf_counter() - t) / n
+
+    compile_s = {name: block(name, 1) for name in arms}  # first call compiles
+    times = {name: [] for name in arms}
+    for _ in range(repeats):
+        for name in arms:
+            times[name].append(block(name, steps))
+    step_ms = {name: 1000 * statistics.median(v) for name, v in times.items()}
+    return step_ms, {k: [1000 * x for x in v] for k, v in times.items()}, compile_s
 
 
 def main(argv=None) -> int:
@@ -50,8 +103,11 @@ def main(argv=None) -> int:
     p.add_argument("--vmap-runs", type=int, default=5, help="runs vmapped together")
     p.add_argument("--checkpoint", default="default",
                    help="row-token weights ('default', 'random-tiny', a .msgpack path), or the "
-                        "checkpoint file of --model tabicl / tabpfn")
-    p.add_argument("--model", default="row-token", choices=("row-token", "tabicl", "tabpfn"))
+                        "checkpoint of --model tabicl / tabpfn / mitra")
+    p.add_argument("--model", default="row-token", choices=("row-token", *PORTS))
+    p.add_argument("--architectures", action="store_true",
+                   help="the real / causalmix step time of each architecture at its published "
+                        "size (random weights), in one run")
     p.add_argument("--repair-alpha", type=float, default=None,
                    help="Markov repair level of the SCMs' DAGs (0: none; default: the SCM "
                         "generator's)")
@@ -66,26 +122,26 @@ def main(argv=None) -> int:
     from causaljax.finetune.loop import (
         FinetuneConfig,
         finetune,
-        init_state,
         make_task,
         scores,
         step_shape,
-        train_step,
     )
     from causaljax.finetune.sources import PoolSource, SCMSource, scm_source
 
-    params, mc, model_id = load_model(args.checkpoint, args.model)
     table = data.load(args.dataset)
     half = args.rows // 2
     split_full = data.low_data_splits(table, args.rows, 32, 1, 0)[0]
     split_half = data.low_data_splits(table, half, 32, 1, 0)[0]
-    task_full, task_half = make_task(table, split_full, mc), make_task(table, split_half, mc)
     t0 = time.perf_counter()
     scm = fit_scms(table.take(split_half.train), key=jax.random.key(0), k=args.k_scms,
                    n_bootstrap=5, families=tuple(args.families.split(",")),
                    **({} if args.repair_alpha is None else {"repair_alpha": args.repair_alpha}))
     fit_s = time.perf_counter() - t0
     fresh = scm_source(scm)  # draws from the compact layout
+    if args.architectures:
+        return architectures(args, table, split_full, split_half, fresh, fit_s)
+    params, mc, model_id = load_model(args.checkpoint, args.model)
+    task_full, task_half = make_task(table, split_full, mc), make_task(table, split_half, mc)
     dense = SCMSource(scm)  # draws with the dense walk (the in-step draw before the layout)
     pool = PoolSource(fresh.draw(jax.random.key(1), 4096))
     # the same (static) configs time the steps and the complete runs: compiled once
@@ -100,24 +156,8 @@ def main(argv=None) -> int:
     shapes = {name: step_shape(int(t.x_train.shape[0]), fc) for name, (t, _, fc) in arms.items()}
     assert len({s.n_rows for s in shapes.values()}) == 1, shapes
     key = jax.random.key(2)
-    states = {name: init_state(params, fc) for name, (_, _, fc) in arms.items()}
-
-    def block(name, n):
-        task, source, fc = arms[name]
-        state = states[name]
-        t = time.perf_counter()
-        for _ in range(n):
-            state, loss = train_step(state, task, source, key, mc=mc, fc=fc, shape=shapes[name])
-        loss.block_until_ready()
-        states[name] = state
-        return (time.perf_counter() - t) / n
-
-    compile_s = {name: block(name, 1) for name in arms}  # first call compiles
-    times = {name: [] for name in arms}
-    for _ in range(args.repeats):
-        for name in arms:
-            times[name].append(block(name, args.steps))
-    step_ms = {name: 1000 * statistics.median(v) for name, v in times.items()}
+    step_ms, times_ms, compile_s = time_steps(arms, params, mc, shapes, key, args.steps,
+                                              args.repeats)
     ratio = step_ms["causalmix"] / step_ms["real"]
 
     run_s = {}
@@ -150,7 +190,7 @@ def main(argv=None) -> int:
         families=args.families,
         target_ratio=1.10, within_target=ratio <= 1.10, scm_fit_s=fit_s,
         run_steps=args.run_steps, run_seconds=run_s, runs_per_hour={k: 3600 / v for k, v in run_s.items()},
-        times_ms={k: [1000 * x for x in v] for k, v in times.items()},
+        times_ms=times_ms,
         vmap_runs=R, sequential_runs_s=seq_s, vmapped_runs_s=vmap_s,
         vmap_speedup=seq_s / vmap_s, malloc=malloc_note())
     print(f"malloc: {malloc_note()}")
@@ -163,11 +203,46 @@ def main(argv=None) -> int:
           f"{result['runs_per_hour']['real']:.0f}, causalmix {result['runs_per_hour']['causalmix']:.0f}")
     print(f"{R} causalmix runs: one by one {seq_s:.1f} s, vmapped {vmap_s:.1f} s "
           f"({seq_s / vmap_s:.2f}x; {3600 * R / vmap_s:.0f} runs per hour)")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
     return 0
+
+
+def architectures(args, table, split_full, split_half, source, fit_s) -> int:
+    """--architectures: real vs causalmix step time of each architecture (published size)."""
+    from causaljax.finetune.loop import FinetuneConfig, make_task, step_shape
+
+    fc_real = FinetuneConfig(steps=args.run_steps, eval_every=5, patience=10**6)
+    fc_mix = dataclasses.replace(fc_real, volume=1.0)
+    rows = []
+    for name, params, mc in published_size_models(jax.random.key(3)):
+        arms = {"real": (make_task(table, split_full, mc), None, fc_real),
+                "causalmix": (make_task(table, split_half, mc), source, fc_mix)}
+        shapes = {a: step_shape(int(t.x_train.shape[0]), fc) for a, (t, _, fc) in arms.items()}
+        step_ms, times_ms, compile_s = time_steps(arms, params, mc, shapes, jax.random.key(2),
+                                                  args.steps, args.repeats)
+        row = dict(model=name, n_params=n_params(params), step_ms=step_ms,
+                   ratio_causalmix_over_real=step_ms["causalmix"] / step_ms["real"],
+                   compile_s=compile_s, times_ms=times_ms)
+        rows.append(row)
+        print(f"{name}: {row['n_params'] / 1e6:.1f} M parameters; step ms real "
+              f"{step_ms['real']:.1f}, causalmix {step_ms['causalmix']:.1f} (ratio "
+              f"{row['ratio_causalmix_over_real']:.3f}; compile {compile_s['real']:.0f} s / "
+              f"{compile_s['causalmix']:.0f} s)", flush=True)
+    result = dict(dataset=args.dataset, rows_per_step=args.rows, k_scms=args.k_scms,
+                  families=args.families, scm_fit_s=fit_s, device=str(jax.devices()[0]),
+                  cpu_count=os.cpu_count(), steps=args.steps, repeats=args.repeats,
+                  architectures=rows, malloc=malloc_note())
+    out = args.out.replace(".json", "_architectures.json") if args.out.endswith(".json") \
+        else args.out
+    write_json(result, out)
+    return 0
+
+
+def write_json(result: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

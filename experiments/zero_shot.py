@@ -6,6 +6,9 @@
 
 --half dev / test: only that half of the suite (causaljax.data.suite: every choice about the
 TFM is made on the dev half; the test half is reported separately).
+--model tabicl / tabpfn / mitra --checkpoint PATH: a ported TFM (causaljax.tfm.api) with the
+weights at PATH instead of the shipped row-token model; a missing file exits 2 naming where
+the model's authors publish it (nothing is downloaded).
 
 For every dataset that fits the TFM (<= 100 features, <= 10 classes) and n_train in
 --n-train, --folds stratified low-data splits (causaljax.data.low_data_splits, no validation
@@ -38,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causaljax.data import load, low_data_splits, suite
 from causaljax.data.suite import HALVES
+from causaljax.eval.cli import PORTS
 from causaljax.eval.files import write_atomically
 from causaljax.tfm import MAX_CLASSES, MAX_FEATURES
 from causaljax.tfm.classifier import TFMClassifier
@@ -70,7 +74,11 @@ def main(argv=None):
                     help="only this half of the suite (default: every dataset)")
     ap.add_argument("--n-train", nargs="*", type=int, default=[64, 256, 1024])
     ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--checkpoint", default="default",
+                    help="row-token weights ('default' = shipped, or a .msgpack path); with "
+                         "--model: the port's checkpoint file (mitra: its folder)")
+    ap.add_argument("--model", default="row-token", choices=("row-token", *PORTS),
+                    help="the TFM: our row-token model (default) or a port")
     ap.add_argument("--n-estimators", type=int, default=4)
     ap.add_argument("--preprocessing", nargs="*", default=["none", "quantile"],
                     help="feature transforms the TFM's ensemble members cycle through")
@@ -83,6 +91,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     names = args.datasets or dataset_names(args.half)
+    tfm = None
+    if args.model != "row-token":
+        from causaljax.tfm.api import from_checkpoint
+
+        try:
+            tfm = from_checkpoint(args.model, args.checkpoint)
+        except ValueError as e:
+            print(f"error: --model {args.model} --checkpoint {args.checkpoint}: {e}",
+                  file=sys.stderr)
+            return 2
     columns = ["dataset", "n_train", "fold", "model", "roc_auc", "seconds"]
     rows = (list(pd.read_csv(args.out).itertuples(index=False, name=None))
             if os.path.exists(args.out) else [])
@@ -114,11 +132,13 @@ def main(argv=None):
                 clf = TFMClassifier(args.checkpoint, n_estimators=args.n_estimators,
                                     random_state=fold, preprocessing=tuple(args.preprocessing),
                                     categorical_features=is_cat,
-                                    categorical_encoding=tuple(args.categorical_encoding))
+                                    categorical_encoding=tuple(args.categorical_encoding),
+                                    model=tfm)
                 p = clf.fit(X_nan[tr], y[tr]).predict_proba(X_nan[te])
                 full = np.zeros((len(te), n_classes))
                 full[:, clf.classes_] = p
-                rows.append((name, n_train, fold, "tfm", roc_auc(y[te], full, n_classes),
+                rows.append((name, n_train, fold, "tfm" if tfm is None else args.model,
+                             roc_auc(y[te], full, n_classes),
                              time.perf_counter() - t0))
                 if not args.no_baselines:
                     for model, est in baselines(is_cat, fold).items():
@@ -137,12 +157,16 @@ def main(argv=None):
     stem = os.path.splitext(args.out)[0]
     with open(stem + ".md", "w") as f:
         half = f"; {args.half} half of the suite" if args.half else ""
-        f.write(f"# Zero-shot ROC-AUC ({args.checkpoint}{half}; mean over folds per "
+        f.write(f"# Zero-shot ROC-AUC ({model_label(args)}{half}; mean over folds per "
                 "dataset)\n\n"
                 + markdown(summary) + "\n")
     plot(df, stem + ".png")
     print(summary.round(4).to_string())
     return df
+
+
+def model_label(args) -> str:
+    return args.checkpoint if args.model == "row-token" else f"{args.model} {args.checkpoint}"
 
 
 def dataset_names(half: str | None = None) -> list[str]:
@@ -211,4 +235,5 @@ if __name__ == "__main__":
     from causaljax.runtime import reexec_with_hugepages
 
     reexec_with_hugepages()  # huge-page malloc: see causaljax.runtime
-    main()
+    out = main()
+    sys.exit(out if isinstance(out, int) else 0)

@@ -1,10 +1,12 @@
 """The fine-tuning loop, the batched runs and the study scripts on the ported TFMs.
 
-``causaljax.tfm.batch_model`` lets ``finetune.loop`` drive TabICL and TabPFN v2 (``Ported``) as
-it drives the row-token model. Checked here against the ports' own ``apply`` (itself checked
-against the reference packages in test_tabicl_port.py / test_tabpfn_port.py): the loop's logits
+``causaljax.tfm.batch_model`` lets ``finetune.loop`` drive TabICL, TabPFN v2 and Mitra
+(``Ported``) as it drives the row-token model. Checked here against the ports' own ``apply``
+(itself checked against the reference packages in test_tabicl_port.py / test_tabpfn_port.py /
+test_mitra_port.py): the loop's logits
 and loss, fine-tuning one by one and batched, and ``scale_volume.py --model``. The checkpoint
-files are written by the reference packages' own torch modules with seeded random weights.
+files are written by the reference packages' own torch modules with seeded random weights
+(Mitra: skipped without autogluon.tabular[mitra]).
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ from causaljax.finetune.loop import (  # noqa: E402
     zero_shot,
 )
 from causaljax.finetune.sources import PoolSource  # noqa: E402
-from causaljax.tfm import batch_model, tabicl, tabpfn  # noqa: E402
+from causaljax.tfm import batch_model, mitra, tabicl, tabpfn  # noqa: E402
 
 TABICL = {"max_classes": 4, "embed_dim": 16, "col_num_blocks": 1, "col_nhead": 2,
           "col_num_inds": 4, "row_num_blocks": 1, "row_nhead": 2, "row_num_cls": 2,
           "icl_num_blocks": 1, "icl_nhead": 2}
 TABPFN = {"emsize": 16, "nlayers": 1, "nhead": 2, "features_per_group": 2,
           "max_num_classes": 4, "seed": 0}
+MITRA = {"dim": 16, "dim_output": 4, "n_layers": 1, "n_heads": 2}
+MODULES = {"tabicl": tabicl, "tabpfn": tabpfn, "mitra": mitra}
 
 
 def _randomize(module, seed: int):
@@ -61,35 +65,51 @@ def _randomize(module, seed: int):
     return module
 
 
-def _checkpoint(kind: str, path):
+def _checkpoint(kind: str, folder):
+    """The checkpoint as published: a .ckpt file (TabICL, TabPFN v2), a folder (Mitra)."""
+    path = folder / "model.ckpt"
     if kind == "tabicl":
         m = _randomize(TorchTabICL(**TABICL), 0)
         torch.save({"config": TABICL, "state_dict": m.state_dict()}, path)
-    else:
+    elif kind == "tabpfn":
         cfg, _ = tabpfn_v2.parse_config(TABPFN)
         m = _randomize(tabpfn_v2.get_architecture(cfg), 0)
         torch.save({"state_dict": m.state_dict(), "config": TABPFN,
                     "architecture_name": "tabpfn_v2"}, path)
+    else:
+        tab2d = pytest.importorskip("autogluon.tabular.models.mitra._internal.models.tab2d",
+                                    reason="autogluon.tabular[mitra] not installed")
+        path = folder / "mitra-classifier"
+        _randomize(tab2d.Tab2D(**MITRA, task="CLASSIFICATION", use_pretrained_weights=False,
+                               path_to_weights="", device="cpu"), 0).save_pretrained(str(path))
     return path
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict:
-    """A checkpoint file per port."""
-    return {k: _checkpoint(k, tmp_path_factory.mktemp(k) / "model.ckpt")
-            for k in batch_model.PORTS}
+def checkpoints(tmp_path_factory):
+    """checkpoints(kind): the checkpoint path of a port, written on first use."""
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            made[kind] = _checkpoint(kind, tmp_path_factory.mktemp(kind))
+        return made[kind]
+
+    return get
 
 
 @pytest.fixture(params=batch_model.PORTS)
 def ported(request, checkpoints):
     """(kind, params, Ported spec, model id) loaded as the study scripts load it."""
-    params, mc, model_id = cli.load_model(str(checkpoints[request.param]), request.param)
+    path = checkpoints(request.param)
+    params, mc, model_id = cli.load_model(str(path), request.param)
+    assert model_id.startswith(f"{request.param}:{path.name}@")
     return request.param, params, mc, model_id
 
 
 def _reference_logits(kind, mc, params, x_ctx, y_ctx, x_q, n_classes):
-    module = tabicl if kind == "tabicl" else tabpfn
-    return np.asarray(module.apply(mc.config, params, x_ctx, y_ctx, x_q, n_classes=n_classes))
+    return np.asarray(MODULES[kind].apply(mc.config, params, x_ctx, y_ctx, x_q,
+                                          n_classes=n_classes))
 
 
 def test_the_ports_are_the_ones_the_scripts_offer():
@@ -100,9 +120,8 @@ def test_loop_logits_and_loss_are_the_ports(ported):
     """batch_logits: the port's logits on the query rows (one program for every class count:
     the full head, classes >= n_classes masked), zeros on the context rows; loss_fn: the mean
     cross-entropy of the query rows of those logits."""
-    kind, params, mc, model_id = ported
+    kind, params, mc, _ = ported
     assert isinstance(mc, batch_model.Ported) and mc.kind == kind and mc.max_classes == 4
-    assert model_id.startswith(f"{kind}:model.ckpt@")
     rng = np.random.default_rng(1)
     n_ctx, n_q, F, C = 20, 7, 5, 3
     x = rng.normal(size=(n_ctx + n_q, F)).astype(np.float32)
@@ -124,6 +143,28 @@ def test_loop_logits_and_loss_are_the_ports(ported):
     with pytest.raises(ValueError, match="n_ctx"):
         batch_model.batch_logits(mc, params, batch.x, batch.y, batch.ctx, batch.feat,
                                  batch.n_classes)
+
+
+def test_gradient_steps_lower_the_loss_on_each_port(ported):
+    """The loop's loss, differentiated through the port: 15 Adam steps on one small batch of
+    a learnable task (the label is the sign of feature 0) lower it by a clear margin."""
+    _, params, mc, _ = ported
+    rng = np.random.default_rng(2)
+    n_ctx, n_q, F = 24, 24, 3
+    x = rng.normal(size=(n_ctx + n_q, F)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    batch = Batch(*(jnp.asarray(a) for a in (x[None], y[None], (np.arange(n_ctx + n_q) < n_ctx)[None],
+                                              np.ones((1, F), bool), np.asarray([2]))))
+    grad = jax.jit(jax.value_and_grad(loss_fn), static_argnums=(1, 3))
+    opt = optax.adam(3e-3)
+    state = opt.init(params)
+    losses = []
+    for _ in range(15):
+        loss, g = grad(params, mc, batch, n_ctx)
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
 
 
 def test_finetune_one_by_one_and_batched_on_a_port(ported):
@@ -161,7 +202,7 @@ def test_scale_volume_runs_on_a_port_and_resumes(checkpoints, tmp_path, capsys):
     """scale_volume.py --model: the study on a port (TabPFN; the script's model handling is
     one code path for both ports), resumed without rerunning anything."""
     out = tmp_path / "out"
-    args = ["--model", "tabpfn", "--checkpoint", str(checkpoints["tabpfn"]), "--datasets", "iris", "--folds", "1",
+    args = ["--model", "tabpfn", "--checkpoint", str(checkpoints("tabpfn")), "--datasets", "iris", "--folds", "1",
             "--n-train", "32", "--steps", "2", "--eval-every", "1", "--k-scms", "2",
             "--n-bootstrap", "2", "--families", "linear", "--max-test", "128", "--volumes", "0,1",
             "--methods", "real,causalmix", "--no-progress", "--out", str(out)]
@@ -177,18 +218,38 @@ def test_scale_volume_runs_on_a_port_and_resumes(checkpoints, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ran"] == 0
 
 
-@pytest.mark.parametrize("case", ["missing_file", "tabebm", "row_token_file"])
+@pytest.mark.parametrize("case", ["missing_file", "missing_mitra", "tabebm", "row_token_file"])
 def test_bad_model_input_exits_2_and_writes_nothing(tmp_path, case, capsys):
     out = tmp_path / "out"
     base = ["--datasets", "iris", "--no-progress", "--out", str(out)]
     msgpack = tmp_path / "weights.msgpack"
     msgpack.write_bytes(b"\x80not a torch checkpoint")
     args = {"missing_file": ["--model", "tabicl", "--checkpoint", str(tmp_path / "no.ckpt")],
+            "missing_mitra": ["--model", "mitra", "--checkpoint", str(tmp_path / "no-folder")],
             "tabebm": ["--model", "tabpfn", "--checkpoint", "x.ckpt", "--methods", "tabebm"],
             "row_token_file": ["--model", "tabpfn", "--checkpoint", str(msgpack)]}[case]
     assert load_script("experiments", "scale_volume").main(base + args) == 2
     err = capsys.readouterr().err
     assert "error:" in err and len(err) < 2000
-    assert {"missing_file": "not found", "tabebm": "row-token model only",
-            "row_token_file": "tabpfn"}[case] in err
+    assert {"missing_file": "not found; expected a tabicl-classifier-*.ckpt file from "
+                            "https://huggingface.co/jingang/TabICL",
+            "missing_mitra": "from https://huggingface.co/autogluon/mitra-classifier",
+            "tabebm": "row-token model only", "row_token_file": "tabpfn"}[case] in err
+    if case.startswith("missing"):  # one line: which file, where its authors publish it
+        assert err.strip().count("\n") == 0
     assert not out.exists() or not list(out.rglob("*.parquet"))
+
+
+def test_zero_shot_on_a_port_and_a_missing_checkpoint(checkpoints, tmp_path, capsys):
+    """zero_shot.py --model: the port behind TFMClassifier; a missing file exits 2."""
+    script = load_script("experiments", "zero_shot")
+    out = tmp_path / "zs.csv"
+    base = ["--datasets", "iris", "--n-train", "32", "--folds", "1", "--n-estimators", "1",
+            "--no-baselines", "--no-progress", "--out", str(out)]
+    df = script.main(base + ["--model", "tabpfn", "--checkpoint", str(checkpoints("tabpfn"))])
+    assert list(df.model) == ["tabpfn"] and df.roc_auc.between(0, 1).all()
+    assert "tabpfn" in (tmp_path / "zs.md").read_text().splitlines()[0]
+    capsys.readouterr()
+    assert script.main(base + ["--model", "mitra", "--checkpoint", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "huggingface.co/autogluon/mitra-classifier" in err and err.strip().count("\n") == 0

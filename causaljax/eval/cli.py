@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-PORTS = ("tabicl", "tabpfn")  # = causaljax.tfm.batch_model.PORTS (not imported: no JAX here)
+PORTS = ("tabicl", "tabpfn", "mitra")  # = causaljax.tfm.batch_model.PORTS (not imported: no JAX here)
 
 MIN_CHECKPOINTS = 5  # = FinetuneConfig.min_checkpoints (checked in the tests)
 EDGE_RULES = ("adjacency", "legacy")  # discovery.edge_probabilities(edge_rule=)
@@ -65,10 +65,11 @@ def add_finetune_arguments(p, *, out: str) -> None:
     p.add_argument("--checkpoint", default="default",
                    help="TFM weights: 'default' (shipped), a .msgpack path, or 'random-tiny' "
                         "(an untrained tiny model: smoke tests only); with --model tabicl / "
-                        "tabpfn: the path of that model's checkpoint file")
+                        "tabpfn / mitra: the path of that model's checkpoint file (mitra: "
+                        "the folder of config.json + model.safetensors)")
     p.add_argument("--model", default="row-token", choices=("row-token", *PORTS),
                    help="the TFM to fine-tune: our row-token model (default) or a port "
-                        "(causaljax.tfm.tabicl / tabpfn) loaded from --checkpoint")
+                        "(causaljax.tfm.tabicl / tabpfn / mitra) loaded from --checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out)
     p.add_argument("--shard", default="0/1", help="i/n: run the i-th of n shards")
@@ -208,7 +209,7 @@ def check_tables(tables: dict, mc, *, n_train: int, n_val: int, folds: int, seed
 def load_model(checkpoint: str, model: str = "row-token"):
     """(params, model spec, model id) of the TFM weights ``checkpoint``: for the row-token
     model 'default' (shipped), a .msgpack path, or 'random-tiny' (an untrained tiny model: smoke
-    tests only); for ``model`` 'tabicl' / 'tabpfn' the path of that model's checkpoint file
+    tests only); for ``model`` 'tabicl' / 'tabpfn' / 'mitra' the path of that model's checkpoint
     (the spec is a ``causaljax.tfm.batch_model.Ported``)."""
     import jax
 

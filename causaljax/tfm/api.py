@@ -23,6 +23,9 @@ Adapters:
   (``causaljax.tfm.tabpfn``); the raw module's forward (no scikit-learn-side preprocessing or
   ensembling); NaN / inf are handled by the model itself; every class present in the context;
   features and context rows capped at tabpfn's v2 pretraining limits (500, 10 000).
+* ``mitra(config, params)`` / ``mitra_from_checkpoint(folder)``: the Mitra port
+  (``causaljax.tfm.mitra``, AutoGluon's ``Tab2D``); the raw module's forward; no NaN; features
+  and context rows capped at AutoGluon's limits for Mitra (500, 10 000).
 
 ``TFMClassifier(model=...)`` accepts any ``TFM`` with parameters.
 """
@@ -187,5 +190,47 @@ def tabpfn_from_checkpoint(path_or_state_dict, config=None) -> TFM:
     return tabpfn(cfg, params)
 
 
-__all__ = ["TFM", "Limits", "check_limits", "row_token", "shipped", "tabicl",
-           "tabicl_from_checkpoint", "tabpfn", "tabpfn_from_checkpoint"]
+# --------------------------------------------------------------------------------------------
+# Mitra
+
+
+def mitra(config=None, params=None) -> TFM:
+    from causaljax.tfm import mitra as mj
+
+    cfg = mj.MitraConfig() if config is None else (
+        mj.MitraConfig.from_dict(config) if isinstance(config, dict) else config)
+    lim = mj.limits(cfg)
+
+    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
+        return mj.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
+
+    return TFM("Mitra", Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
+               lambda key: mj.init(cfg, key), apply_fn, params)
+
+
+def mitra_from_checkpoint(src, config=None) -> TFM:
+    """Mitra with the weights of a checkpoint folder (config.json + model.safetensors) or
+    file (read without executing code)."""
+    from causaljax.tfm import mitra as mj
+
+    cfg, params = mj.read_mitra(src, config)
+    return mitra(cfg, params)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def from_checkpoint(kind: str, path) -> TFM:
+    """The port ``kind`` ('tabicl' | 'tabpfn' | 'mitra') with the weights at ``path``; a
+    ValueError saying which file is expected, and where it is published, if it is missing."""
+    from causaljax.tfm.batch_model import PORTS, check_checkpoint_path
+
+    if kind not in PORTS:
+        raise ValueError(f"unknown ported model {kind!r}; known: {PORTS}")
+    path = check_checkpoint_path(kind, path)
+    return {"tabicl": tabicl_from_checkpoint, "tabpfn": tabpfn_from_checkpoint,
+            "mitra": mitra_from_checkpoint}[kind](path)
+
+
+__all__ = ["TFM", "Limits", "check_limits", "from_checkpoint", "mitra", "mitra_from_checkpoint", "row_token",
+           "shipped", "tabicl", "tabicl_from_checkpoint", "tabpfn", "tabpfn_from_checkpoint"]

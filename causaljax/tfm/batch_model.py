@@ -1,7 +1,7 @@
 """How the fine-tuning loop, the batched runs and the studies drive a TFM, whichever it is.
 
 They hold a *model spec* ``mc``: a hashable value (a static argument of their jitted programs)
-that is either our row-token ``ModelConfig`` or a ``Ported`` model (TabICL, TabPFN v2), and
+that is either our row-token ``ModelConfig`` or a ``Ported`` model (TabICL, TabPFN v2, Mitra), and
 call only the functions here:
 
     feature_slots(mc, n_features)  -> F, the feature columns of the model's input
@@ -31,15 +31,23 @@ import jax.numpy as jnp
 
 from causaljax.tfm.model import ModelConfig, build, class_mask_logits
 
-PORTS = ("tabicl", "tabpfn")
+PORTS = ("tabicl", "tabpfn", "mitra")
+# where each model's authors publish its checkpoints (named when a checkpoint is missing)
+PUBLISHED = {
+    "tabicl": "a tabicl-classifier-*.ckpt file from https://huggingface.co/jingang/TabICL",
+    "tabpfn": "a tabpfn-v2-classifier*.ckpt file from "
+              "https://huggingface.co/Prior-Labs/TabPFN-v2-clf",
+    "mitra": "the folder holding config.json and model.safetensors from "
+             "https://huggingface.co/autogluon/mitra-classifier",
+}
 
 
 @dataclass(frozen=True)
 class Ported:
-    """A ported TFM as the loop drives it: ``kind`` ('tabicl' | 'tabpfn') and its config."""
+    """A ported TFM as the loop drives it: ``kind`` (one of ``PORTS``) and its config."""
 
     kind: str
-    config: Any  # causaljax.tfm.tabicl.TabICLConfig | causaljax.tfm.tabpfn.TabPFNConfig
+    config: Any  # TabICLConfig | TabPFNConfig | MitraConfig (causaljax.tfm.tabicl / ...)
 
     def __post_init__(self):
         if self.kind not in PORTS:
@@ -48,8 +56,9 @@ class Ported:
     @property
     def max_classes(self) -> int:
         """The classes of the native head (TabICL's many-class scheme is not used here)."""
-        return (self.config.max_classes if self.kind == "tabicl"
-                else self.config.max_num_classes)
+        if self.kind == "tabicl":
+            return self.config.max_classes
+        return _module(self.kind).limits(self.config).max_classes  # the head's width
 
     @property
     def max_features(self) -> int:
@@ -61,11 +70,9 @@ class Ported:
 
 
 def _module(kind: str):
-    if kind == "tabicl":
-        from causaljax.tfm import tabicl
-        return tabicl
-    from causaljax.tfm import tabpfn
-    return tabpfn
+    import importlib
+
+    return importlib.import_module(f"causaljax.tfm.{kind}")
 
 
 def feature_slots(mc, n_features: int) -> int:
@@ -96,16 +103,26 @@ def batch_logits(mc, params, x_BxNxF, y_BxN, ctx_BxN, feat_BxF, n_classes_B, *,
     return class_mask_logits(logits, n_classes_B)
 
 
-def load_ported(kind: str, path) -> tuple[dict, Ported, str]:
-    """(params, Ported, model id) from a checkpoint file of a ported model (read without
-    executing code; the file's config gives the architecture)."""
+def check_checkpoint_path(kind: str, path) -> Path:
+    """``path`` as a Path if it holds a checkpoint of ``kind`` (a file; for Mitra also a
+    folder), else a ValueError saying what is expected and where its authors publish it."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{kind} checkpoint {str(path)!r} not found")
-    read = _module(kind).read_tabicl if kind == "tabicl" else _module(kind).read_tabpfn
-    cfg, params = read(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    if not (path.is_file() or (kind == "mitra" and path.is_dir())):
+        raise ValueError(f"{kind} checkpoint {str(path)!r} not found; expected "
+                         f"{PUBLISHED[kind]} (nothing is downloaded at run time)")
+    return path
+
+
+def load_ported(kind: str, path) -> tuple[dict, Ported, str]:
+    """(params, Ported, model id) from a checkpoint of a ported model: a file (TabICL, TabPFN
+    v2, Mitra) or a folder (Mitra: config.json + model.safetensors), read without executing
+    code; its config gives the architecture."""
+    path = check_checkpoint_path(kind, path)
+    folder = path.is_dir()
+    cfg, params = getattr(_module(kind), f"read_{kind}")(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if folder else [path]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:12]
     return params, Ported(kind, cfg), f"{kind}:{path.name}@{digest}"
 
 
-__all__ = ["PORTS", "Ported", "batch_logits", "feature_slots", "load_ported"]
+__all__ = ["PORTS", "PUBLISHED", "Ported", "batch_logits", "check_checkpoint_path", "feature_slots", "load_ported"]
