@@ -143,8 +143,8 @@ def test_checkpoint_layouts_and_adapter(models, tmp_path):
 
 
 def test_published_default_size_builds():
-    """The published classifier's shapes (512 wide, 12 layers, 10 classes): 75.6 M
-    parameters, the reference's count."""
+    """The published classifier's shapes (512 wide, 12 layers, 10 classes): 75.7 M
+    parameters, the reference's keys and count."""
     n_ours = sum(int(np.prod(s)) for _, _, s, _ in mj.param_spec(mj.MitraConfig()))
     ref = tab2d.Tab2D(**mj.MitraConfig().to_dict(), use_pretrained_weights=False,
                       path_to_weights="", device="cpu")

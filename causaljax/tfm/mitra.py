@@ -41,8 +41,10 @@ Labels need not all be present in the context (the label embedding takes any cla
 NaN / inf are rejected (the module has no missing-value handling: impute first).
 
 Verified against autogluon.tabular 1.6.3's ``Tab2D`` with seeded random weights:
-``tests/test_mitra_port.py`` (small configs; ties, constant features, the class limit; also
-under ``jit``).
+``tests/test_mitra_port.py`` (small configs; ties, constant features, the class limit, more
+context rows than quantiles; also under ``jit``: max |logit difference| <= 6e-7) and, measured
+once, the published size (75.7 M parameters; 64 x 10 features x 10 classes and 200 x 4 x 3):
+1.1e-6. Gradients flow (tests/test_batch_model.py: Adam steps lower the loss).
 
 Parameters are a nested dict of arrays (weights as ``[in, out]``); ``init`` draws random ones,
 ``read_mitra`` reads a checkpoint without executing code: a directory holding ``config.json``
