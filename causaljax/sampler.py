@@ -501,8 +501,8 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     nodes then take their value (numeric: output + eps, rounded when integer; categorical:
     inverse CDF of the softmax) and are written back. Equal to the walk up to float
     rounding; the work of a sweep is its members' and the window's, not d's. ``one_by_one``
-    (one SCM, not under vmap): the costly families (``PER_MEMBER``) evaluate each window
-    member in its own branch, so members of other levels cost nothing."""
+    (one SCM, not under vmap): the costly families (``PER_MEMBER``) loop over the level's own
+    members only (``_members_one_by_one``), so members of other levels cost nothing."""
     d, n = eps_dxn.shape
     C, V = c.bias.shape[-1], c.width
     cat = np.asarray(c.categorical, np.int32)
@@ -522,19 +522,13 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
             window = lambda a, g=g, lo=lo: jax.lax.dynamic_slice_in_dim(a, lo, g.width)
             keep = window(g.level) == level
 
-            def add(acc, g=g, window=window, keep=keep):
+            def add(acc, g=g, window=window, keep=keep, lo=lo):
+                if one_by_one and g.family in PER_MEMBER:  # only this level's members
+                    return _members_one_by_one(c, g, x_dxn, acc, lo, keep.sum(), first)
                 z = member_inputs(x_dxn, window(g.in_col), window(g.in_level))  # [W, R, n]
                 params, pos = jax.tree.map(window, g.params), c.rank[window(g.node)] - first
-                if not (one_by_one and g.family in PER_MEMBER):
-                    vals = group_outputs(g.family, params, z, c.tree_depth)
-                    return acc.at[pos].add(jnp.where(keep[:, None, None], vals, 0.0),
-                                           mode="drop")
-                for w in range(g.width):  # costly families: each member only if on this level
-                    one = lambda acc, w=w: acc.at[pos[w]].add(group_outputs(
-                        g.family, jax.tree.map(lambda a: a[w:w + 1], params), z[w:w + 1],
-                        c.tree_depth)[0], mode="drop")
-                    acc = jax.lax.cond(keep[w], one, lambda acc: acc, acc)
-                return acc
+                vals = group_outputs(g.family, params, z, c.tree_depth)
+                return acc.at[pos].add(jnp.where(keep[:, None, None], vals, 0.0), mode="drop")
 
             # a family with no member on this level is skipped (one SCM: a real branch; under
             # vmap over k both branches run, as a select)
@@ -558,11 +552,36 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     return jax.lax.fori_loop(1, c.depth + 1, sweep, start)
 
 
+def _members_one_by_one(c: CompactSCM, g, x_dxn, acc, lo, count, first):
+    """Add the outputs of group g's members lo .. lo + count - 1 (one level's, contiguous)
+    to the sweep's accumulator acc f32[V, C, n], one member per iteration of a loop (one SCM,
+    not under vmap: the loop runs ``count`` times, and compiles one member's program)."""
+    def one(i, acc):
+        take = lambda a: jax.lax.dynamic_slice_in_dim(a, lo + i, 1)
+        z = member_inputs(x_dxn, take(g.in_col), take(g.in_level))  # [1, R, n]
+        out = group_outputs(g.family, jax.tree.map(take, g.params), z, c.tree_depth)[0]
+        return acc.at[c.rank[take(g.node)[0]] - first].add(out, mode="drop")
+
+    return jax.lax.fori_loop(0, count, one, acc)
+
+
 def _grouped_columns(c: CompactSCM, noise, n: int, do_mask_d, do_value_d):
-    """``_grouped`` over the k SCMs: rows f32[k, n, d], noise as for ``_solve_columns``."""
+    """``_grouped`` over the k SCMs: rows f32[k, n, d], noise as for ``_solve_columns``.
+    With ``c.blocks`` (``compact.merge_blocks``: the k SCMs as one block-diagonal SCM) the
+    sweeps run once over all k·d nodes, not vmapped: a level's work is what the k SCMs have
+    on it, not k x the largest of them (the same values)."""
+    k, d = c.k, c.d
     if c.k == 1:  # one SCM: no vmap, so that the sweeps' branches really skip work
         one = jax.tree.map(lambda a: a[0], c)
         sweeps = lambda c_, eps, u, *do: _grouped(one, eps[0], u[0], *do, one_by_one=True)[None]
+    elif c.blocks is not None and c.blocks.d == k * d:
+        one = jax.tree.map(lambda a: a[0], c.blocks)
+
+        def sweeps(c_, eps_kxdxn, u_kxcxn, do_mask_d, do_value_d):
+            size = eps_kxdxn.shape[-1]
+            x = _grouped(one, eps_kxdxn.reshape(k * d, size), u_kxcxn.reshape(-1, size),
+                         jnp.tile(do_mask_d, k), jnp.tile(do_value_d, k), one_by_one=True)
+            return x.reshape(k, d, size)
     else:
         sweeps = jax.vmap(_grouped, in_axes=(0, 0, 0, None, None))
     return _row_blocks(lambda start, size: sweeps(c, *noise(start, size), do_mask_d,
@@ -837,6 +856,8 @@ def sample_on_devices(scm: SCM, key, n: int, *, do_mask=None, do_value=None,
     do_value = np.zeros(d, np.float32) if do_value is None else np.asarray(do_value, np.float32)
     if scm.k % n_dev == 0:
         split = "scms"
+        if isinstance(scm, CompactSCM):  # each device sweeps its own SCMs (vmapped)
+            scm = scm.replace(blocks=None)
     elif n % n_dev == 0:
         split = "rows"
     else:  # no even split: draw on one device

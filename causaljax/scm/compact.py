@@ -18,7 +18,12 @@ regroups the same parameters:
   members of one level are contiguous: the sampler's sweep for level l evaluates a window
   of ``width`` members starting at the first one of level l (W = the most members of one
   level in any SCM), not the whole family; likewise the nodes (``by_level``, windows of
-  ``CompactSCM.width`` nodes).
+  ``CompactSCM.width`` nodes);
+* ``blocks`` (``merge_blocks``, built by ``compact`` when k > 1): the same k SCMs as ONE
+  block-diagonal SCM of k·d nodes (node j of SCM s is node s·d + j), its groups holding only
+  real members. Vmapped over k, every SCM runs max-depth sweeps over windows sized for the
+  busiest SCM (and, under vmap, the costly families of every level); over the blocks, a
+  level's work is what the k SCMs have on it. The sampler sweeps the blocks (same values).
 
 The cost of a draw is then ~ sum over families of (members x parents-sized work), plus O(d)
 elementwise work per level. Values are those of the dense evaluation (the same terms, summed
@@ -94,6 +99,9 @@ class CompactSCM:
     width: int = struct.field(pytree_node=False, default=1)  # most nodes on one level >= 1
     tree_depth: int = struct.field(pytree_node=False, default=0)
     names: tuple = struct.field(pytree_node=False, default=())
+    # the k SCMs as one block-diagonal CompactSCM (k = 1, k·d nodes; no noise pools: the
+    # sampler draws the noise of the k SCMs and reshapes it), or None: see ``merge_blocks``
+    blocks: object = None
 
     @property
     def k(self) -> int:
@@ -291,14 +299,59 @@ def compact(scm: SCM) -> CompactSCM:
     rank = np.argsort(by_level, axis=1).astype(np.int32)
     width = max(int(np.bincount(lv[lv > 0]).max(initial=0)) for lv in level)
     categorical = tuple(int(j) for j in np.flatnonzero((n_levels > 0).any(0)))
+    out = CompactSCM(
+        kind=a["kind"].astype(np.int32), n_levels=n_levels.astype(np.int32),
+        is_integer=a["is_integer"].astype(bool), noise=a["noise"].astype(np.float32),
+        depth=level.max(1).astype(np.int32), level=level, by_level=by_level, rank=rank,
+        bias=np.where(nonroot[..., None], a["lin_b"], 0).astype(np.float32),
+        groups=tuple(groups), categorical=categorical, width=max(width, 1),
+        tree_depth=int(scm.tree_depth), names=tuple(scm.names))
+    if k > 1:
+        out = out.replace(blocks=merge_blocks(out))
     with jax.ensure_compile_time_eval():  # device arrays even when called under a trace
-        return jax.tree.map(jnp.asarray, CompactSCM(
-            kind=a["kind"].astype(np.int32), n_levels=n_levels.astype(np.int32),
-            is_integer=a["is_integer"].astype(bool), noise=a["noise"].astype(np.float32),
-            depth=level.max(1).astype(np.int32), level=level, by_level=by_level, rank=rank,
-            bias=np.where(nonroot[..., None], a["lin_b"], 0).astype(np.float32),
-            groups=tuple(groups), categorical=categorical, width=max(width, 1), tree_depth=int(scm.tree_depth),
-            names=tuple(scm.names)))
+        return jax.tree.map(jnp.asarray, out)
+
+
+def merge_blocks(c: CompactSCM) -> CompactSCM:
+    """The k SCMs of ``c`` (host arrays) as ONE block-diagonal CompactSCM, k = 1 and k·d nodes:
+    node j of SCM s becomes node s·d + j (its inputs likewise), each group keeps its real
+    members only, sorted by level (stable: the order within a level is SCM by SCM), with a
+    window of the most members one level has over all SCMs; the nodes' arrays are the k
+    SCMs' side by side, the depth the deepest SCM's. Its noise pools are empty (the sampler
+    draws the k SCMs' noise, f32[k, d, n], and reshapes it to [k·d, n]); the categorical
+    columns are s·d + j in SCM-major order, as the reshaped uniforms f32[k·c, n] hold them."""
+    a = jax.tree.map(np.asarray, c.replace(blocks=None))
+    k, d = a.kind.shape
+    offset = (np.arange(k, dtype=np.int32) * d)[:, None]  # [k, 1]
+    groups = []
+    for g in a.groups:
+        scm_of, member = np.nonzero(g.level != PAD_LEVEL)  # the real members, [G] each
+        order = np.argsort(g.level[scm_of, member], kind="stable")
+        scm_of, member = scm_of[order], member[order]
+        level = g.level[scm_of, member]
+        W = max(int(np.bincount(level).max(initial=0)), 1)
+
+        def take(x, fill):  # [k, M, ...] -> [1, G + W, ...]: the real members, then padding
+            v = x[scm_of, member]
+            return np.concatenate([v, np.full((W,) + v.shape[1:], fill, v.dtype)])[None]
+
+        groups.append(Group(
+            node=take(g.node + offset, 0), level=take(g.level, PAD_LEVEL),
+            in_col=take(g.in_col + offset[:, :, None], 0),
+            in_level=take(g.in_level, PAD_INPUT),
+            params={name: take(v, _fill(name, g.family)) for name, v in g.params.items()},
+            family=g.family, width=W))
+    level = a.level.reshape(1, k * d)
+    by_level = np.argsort(level, axis=1, kind="stable").astype(np.int32)
+    per_level = np.bincount(level[0][level[0] > 0])
+    flat = lambda x: x.reshape((1, k * d) + x.shape[2:])
+    return CompactSCM(
+        kind=flat(a.kind), n_levels=flat(a.n_levels), is_integer=flat(a.is_integer),
+        noise=np.zeros((1, k * d, 0), np.float32), depth=a.depth.max(keepdims=True),
+        level=level, by_level=by_level, rank=np.argsort(by_level, axis=1).astype(np.int32),
+        bias=flat(a.bias), groups=tuple(groups),
+        categorical=tuple(s * d + j for s in range(k) for j in c.categorical),
+        width=max(int(per_level.max(initial=0)), 1), tree_depth=c.tree_depth)
 
 
 _CACHE: dict = {}  # id(scm) -> (weak reference to scm, its CompactSCM)
