@@ -55,6 +55,7 @@ from causaljax.scm.mechanisms import (
     masked_params,
     member_inputs,
     node_outputs,
+    table_member_outputs,
 )
 from causaljax.scm.types import CATEGORICAL, NUMERIC, ROOT, SCM, check_shapes, slots_for
 
@@ -559,7 +560,10 @@ def _members_one_by_one(c: CompactSCM, g, x_dxn, acc, lo, count, first):
     def one(i, acc):
         take = lambda a: jax.lax.dynamic_slice_in_dim(a, lo + i, 1)
         z = member_inputs(x_dxn, take(g.in_col), take(g.in_level))  # [1, R, n]
-        out = group_outputs(g.family, jax.tree.map(take, g.params), z, c.tree_depth)[0]
+        if g.family == "tables":  # its tables read in place (they are the large arrays)
+            out = table_member_outputs(z[0], lo + i, g.params)
+        else:
+            out = group_outputs(g.family, jax.tree.map(take, g.params), z, c.tree_depth)[0]
         return acc.at[c.rank[take(g.node)[0]] - first].add(out, mode="drop")
 
     return jax.lax.fori_loop(0, count, one, acc)

@@ -426,8 +426,11 @@ def stack_compacts(compacts: list) -> CompactSCM:
     fields = {f: np.stack([np.asarray(getattr(c, f)) for c in compacts])
               for f in ("kind", "n_levels", "is_integer", "noise", "depth", "level", "by_level",
                         "rank", "bias")}
+    # the block-diagonal layouts stack the same way (each is a CompactSCM with k = 1)
+    blocks = (stack_compacts([c.blocks for c in compacts])
+              if all(c.blocks is not None for c in compacts) else None)
     with jax.ensure_compile_time_eval():
         return jax.tree.map(jnp.asarray, CompactSCM(
             **fields, groups=tuple(groups), categorical=first.categorical,
             width=max(c.width for c in compacts),
-            tree_depth=max(c.tree_depth for c in compacts), names=first.names))
+            tree_depth=max(c.tree_depth for c in compacts), names=first.names, blocks=blocks))

@@ -77,6 +77,7 @@ def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_t
     return value_txnxc.reshape(T * N, -1).at[node].get(mode="promise_in_bounds").sum(axis=1)
 
 
+COMPARE_ALL_EDGES = 64  # table axes with at most this many edges: searchsorted compares all
 TABLE_BLOCK = 8192  # rows per block of the table lookups (CPU only: runtime.cache_blocking)
 
 
@@ -119,6 +120,33 @@ def _table_block(z_nxs, slot_u, edges_uxk, remap_gxuxk1, value_gxb, channel_gxc)
 
     return jax.lax.fori_loop(0, n_groups, group, jnp.zeros((n, channel_gxc.shape[-1]),
                                                           value_gxb.dtype))
+
+
+def table_member_outputs(z_rxn, m, p: dict) -> jax.Array:
+    """``_table_block`` of member m of a compact ``tables`` group, column-major (inputs
+    z f32[R, n] -> f32[C, n]), reading the member's tables in place from the group's arrays
+    ``p`` ([M, ...] each: no copy of its remap / value tables, which are the large ones)."""
+    M, G, U, K1 = p["remap"].shape
+    B = p["value"].shape[-1]
+    slot, edges, channel = p["slot"][m], p["edges"][m], p["channel"][m]  # [U], [U, K], [G, C]
+    x = z_rxn[slot]  # [U, n]
+    # bins = #{edges < x} (searchsorted side="left"; NaN: K, also in the comparison form)
+    if edges.shape[-1] <= COMPARE_ALL_EDGES:  # few edges: compare with all of them
+        bins = (~(x[:, None, :] <= edges[:, :, None])).sum(1, dtype=jnp.int32)
+    else:  # binary search
+        bins = jax.vmap(lambda e, v: jnp.searchsorted(e, v, side="left"))(edges, x).astype(
+            jnp.int32)  # [U, n]
+    flat = bins + (jnp.arange(U, dtype=jnp.int32) * K1)[:, None]
+    remap, value = p["remap"].reshape(-1), p["value"].reshape(-1)
+
+    def group(g, acc):
+        cell = m * G + g
+        offsets = remap.at[cell * (U * K1) + flat].get(mode="promise_in_bounds")  # [U, n]
+        vals = value.at[cell * B + offsets.sum(0)].get(mode="promise_in_bounds")  # [n]
+        return acc + channel[g][:, None] * vals[None, :]
+
+    return jax.lax.fori_loop(0, channel.any(axis=-1).sum(), group,
+                             jnp.zeros((channel.shape[-1], z_rxn.shape[1]), p["value"].dtype))
 
 
 def _tables_of(tables, j=None):
