@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from causaljax.scm.compact import CompactSCM, compact_cached
+from causaljax.scm.compact import PER_MEMBER, CompactSCM, compact_cached
 from causaljax.scm.mechanisms import (
     all_node_outputs,
     categorical_probs,
@@ -67,7 +67,6 @@ STRATEGIES = ("walk", "parallel", "solve", "grouped")
 SOLVE_BLOCK_CELLS = 2**18
 SOLVE_MIN_BLOCK_ROWS = 4096
 SKINNY = 8  # products with at most this inner dimension run elementwise (see _rows_dot)
-PER_MEMBER = ("trees", "tables")  # families the grouped sweeps evaluate member by member
 
 
 # ----------------------------------------------------------------------------- noise
@@ -495,8 +494,9 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     uniforms u f32[c, n] of its categorical columns (``c.categorical``); rows f32[d, n].
 
     Roots and intervened nodes are set first; then one sweep per topological level l = 1 ..
-    depth. A sweep works on a window of ``c.width`` consecutive nodes of ``by_level`` that
-    holds level l's nodes (the others in it keep their rows): each family group evaluates
+    depth (in ``c.segments``' runs of levels, each with its own window sizes, if given). A
+    sweep works on a window of ``c.width`` consecutive nodes of ``by_level`` that holds level
+    l's nodes (the others in it keep their rows): each family group evaluates
     only its window of ``width`` members starting at its first of level l (members of other
     levels masked), from their parents' rows, into the window nodes' channels; the level's
     nodes then take their value (numeric: output + eps, rounded when integer; categorical:
@@ -505,7 +505,7 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     (one SCM, not under vmap): the costly families (``PER_MEMBER``) loop over the level's own
     members only (``_members_one_by_one``), so members of other levels cost nothing."""
     d, n = eps_dxn.shape
-    C, V = c.bias.shape[-1], c.width
+    C = c.bias.shape[-1]
     cat = np.asarray(c.categorical, np.int32)
     cat_row = np.zeros(d, np.int32)  # column -> its row of u_cxn
     cat_row[cat] = np.arange(len(cat), dtype=np.int32)
@@ -514,13 +514,13 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
                       jnp.where((c.kind == ROOT)[:, None], eps_dxn, 0.0))
     sorted_level = c.level[c.by_level]
 
-    def sweep(level, x_dxn):
+    def sweep(level, x_dxn, V, widths):  # V nodes and widths[i] members of group i per sweep
         first = jnp.minimum(jnp.searchsorted(sorted_level, level), d - V).astype(jnp.int32)
         nodes = jax.lax.dynamic_slice_in_dim(c.by_level, first, V)  # [V], distinct
         acc = jnp.broadcast_to(c.bias[nodes][:, :, None], (V, C, n))  # [V, C, n]
-        for g in c.groups:
+        for g, W in zip(c.groups, widths):
             lo = jnp.searchsorted(g.level, level).astype(jnp.int32)
-            window = lambda a, g=g, lo=lo: jax.lax.dynamic_slice_in_dim(a, lo, g.width)
+            window = lambda a, lo=lo, W=W: jax.lax.dynamic_slice_in_dim(a, lo, W)
             keep = window(g.level) == level
 
             def add(acc, g=g, window=window, keep=keep, lo=lo):
@@ -550,7 +550,14 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
             value = jax.lax.cond((is_cat & now).any(), codes, lambda v: v, value)
         return x_dxn.at[nodes].set(jnp.where(now[:, None], value, x_dxn[nodes]))
 
-    return jax.lax.fori_loop(1, c.depth + 1, sweep, start)
+    if not c.segments:  # every level with the widest windows
+        body = functools.partial(sweep, V=c.width, widths=tuple(g.width for g in c.groups))
+        return jax.lax.fori_loop(1, c.depth + 1, body, start)
+    x_dxn = start
+    for first_level, last_level, V, widths in c.segments:  # runs with their own windows
+        body = functools.partial(sweep, V=V, widths=widths)
+        x_dxn = jax.lax.fori_loop(first_level, last_level + 1, body, x_dxn)
+    return x_dxn
 
 
 def _members_one_by_one(c: CompactSCM, g, x_dxn, acc, lo, count, first):

@@ -137,3 +137,32 @@ def test_blocks_sweep_the_k_scms_as_one_and_draw_the_same_rows():
             np.asarray(sampler.sample(c, jax.random.key(4), 30, do=do)),
             np.asarray(sampler.sample(vmapped, jax.random.key(4), 30, do=do)))
     assert sampler.as_compact(make_scm(seed=1, k=1, n_levels=(0, 2, 0))).blocks is None
+
+
+def test_level_segments_are_the_cheapest_split():
+    """level_segments: the split of levels 1 .. depth into <= 3 runs with the least window
+    work, checked against every split (brute force) on random level profiles."""
+    import itertools
+
+    from causaljax.scm.compact import level_segments
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        depth = int(rng.integers(1, 8))
+        nodes = np.concatenate([[50], rng.integers(1, 40, depth)])
+        members = [np.concatenate([[0], rng.integers(0, 30, depth)]) for _ in range(3)]
+        per_member = [False, False, True]
+        runs = level_segments(nodes, members, per_member)
+        assert runs[0][0] == 1 and runs[-1][1] == depth and len(runs) <= 3
+        assert all(a[1] + 1 == b[0] for a, b in zip(runs, runs[1:]))  # consecutive, no gap
+        for a, b, V, widths in runs:  # each window holds every level of its run
+            assert V == max(nodes[a:b + 1].max(), 1)
+            assert widths == tuple(max(int(m[a:b + 1].max()), 1) for m in members)
+
+        def cost(cuts):
+            bounds = [1, *cuts, depth + 1]
+            return sum((hi - lo) * (nodes[lo:hi].max() + members[0][lo:hi].max()
+                                    + members[1][lo:hi].max()) for lo, hi in zip(bounds, bounds[1:]))
+
+        best = min(cost(c) for r in range(3) for c in itertools.combinations(range(2, depth + 1), r))
+        assert cost([a for a, *_ in runs[1:]]) == best

@@ -102,6 +102,10 @@ class CompactSCM:
     # the k SCMs as one block-diagonal CompactSCM (k = 1, k·d nodes; no noise pools: the
     # sampler draws the noise of the k SCMs and reshapes it), or None: see ``merge_blocks``
     blocks: object = None
+    # ((first level, last level, node window, (member window per group)), ...): runs of
+    # levels swept with their own, narrower windows (``level_segments``); () = one run of
+    # every level with ``width`` / ``Group.width``
+    segments: tuple = struct.field(pytree_node=False, default=())
 
     @property
     def k(self) -> int:
@@ -343,7 +347,10 @@ def merge_blocks(c: CompactSCM) -> CompactSCM:
             family=g.family, width=W))
     level = a.level.reshape(1, k * d)
     by_level = np.argsort(level, axis=1, kind="stable").astype(np.int32)
-    per_level = np.bincount(level[0][level[0] > 0])
+    depth = int(a.depth.max())
+    nodes = np.bincount(level[0], minlength=depth + 1)  # [depth + 1]: nodes per level
+    members = [np.bincount(g.level[0][g.level[0] != PAD_LEVEL], minlength=depth + 1)
+               for g in groups]
     flat = lambda x: x.reshape((1, k * d) + x.shape[2:])
     return CompactSCM(
         kind=flat(a.kind), n_levels=flat(a.n_levels), is_integer=flat(a.is_integer),
@@ -351,7 +358,47 @@ def merge_blocks(c: CompactSCM) -> CompactSCM:
         level=level, by_level=by_level, rank=np.argsort(by_level, axis=1).astype(np.int32),
         bias=flat(a.bias), groups=tuple(groups),
         categorical=tuple(s * d + j for s in range(k) for j in c.categorical),
-        width=max(int(per_level.max(initial=0)), 1), tree_depth=c.tree_depth)
+        width=max(int(nodes[1:].max(initial=0)), 1), tree_depth=c.tree_depth,
+        segments=level_segments(nodes, members, [g.family in PER_MEMBER for g in groups]))
+
+
+PER_MEMBER = ("trees", "tables")  # families the one-SCM sweeps evaluate member by member
+MAX_SEGMENTS = 3  # runs of levels with their own windows (each compiles its own sweep)
+
+
+def level_segments(nodes, members, per_member, max_segments: int = MAX_SEGMENTS) -> tuple:
+    """Split levels 1 .. depth into at most ``max_segments`` runs of consecutive levels, each
+    swept with windows as wide as its own busiest level, so that the windows' total work is
+    least: the sum over runs of (levels in it) x (node window + the member windows of the
+    vectorised groups; a ``per_member`` group costs only its members). ``nodes`` and each of
+    ``members`` count per level, int[depth + 1]. -> ((first, last, node window, member
+    window per group), ...)."""
+    depth = len(nodes) - 1
+    if depth < 1:
+        return ()
+    vec = [m for m, one in zip(members, per_member) if not one]
+
+    def cost(a, b):  # levels a .. b (inclusive) in one run
+        return (b - a + 1) * (int(nodes[a:b + 1].max()) + sum(int(m[a:b + 1].max()) for m in vec))
+
+    # best[r][b]: least cost of levels 1 .. b in r runs; start[r][b]: the first level of the last
+    best = [[float("inf")] * (depth + 1) for _ in range(max_segments + 1)]
+    start = [[0] * (depth + 1) for _ in range(max_segments + 1)]
+    best[0][0] = 0.0
+    for r in range(1, max_segments + 1):
+        for b in range(1, depth + 1):
+            for a in range(1, b + 1):
+                total = best[r - 1][a - 1] + cost(a, b)
+                if total < best[r][b]:
+                    best[r][b], start[r][b] = total, a
+    n_runs = min(range(1, max_segments + 1), key=lambda r: (best[r][depth], r))
+    runs, b = [], depth
+    for r in range(n_runs, 0, -1):
+        runs.append((start[r][b], b))
+        b = start[r][b] - 1
+    return tuple((a, b, max(int(nodes[a:b + 1].max()), 1),
+                  tuple(max(int(m[a:b + 1].max()), 1) for m in members))
+                 for a, b in reversed(runs))
 
 
 _CACHE: dict = {}  # id(scm) -> (weak reference to scm, its CompactSCM)
