@@ -132,7 +132,7 @@ def test_checkpoint_layouts_and_adapter(models, tmp_path):
     same.append(mj.convert_mitra(pt, config=cfg))
     for p2 in same:
         jax.tree.map(np.testing.assert_array_equal, params, p2)
-    fresh = jax.eval_shape(mj.Mitra(cfg).init, jax.random.key(0))
+    fresh = jax.eval_shape(functools.partial(mj.init, cfg), jax.random.key(0))
     assert jax.tree.structure(fresh) == jax.tree.structure(params)
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, fresh, params)))
     tfm = api.mitra_from_checkpoint(folder)

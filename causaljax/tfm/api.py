@@ -139,73 +139,52 @@ def shipped(checkpoint="default") -> TFM:
 
 
 # --------------------------------------------------------------------------------------------
-# TabICL
+# the ports: TabICL, TabPFN v2, Mitra
+
+
+def _port(kind: str, name: str, config, params, handles_missing: bool = False) -> TFM:
+    """The port ``causaljax.tfm.<kind>`` as a TFM; ``config``: its config object, a config
+    dict, or None (the module's defaults)."""
+    import importlib
+
+    module = importlib.import_module(f"causaljax.tfm.{kind}")
+    config_cls = {"tabicl": "TabICLConfig", "tabpfn": "TabPFNConfig", "mitra": "MitraConfig"}
+    cls = getattr(module, config_cls[kind])
+    cfg = cls() if config is None else (cls.from_dict(config) if isinstance(config, dict)
+                                         else config)
+    lim = module.limits(cfg)
+
+    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
+        return module.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
+
+    return TFM(name, Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
+               lambda key: module.init(cfg, key), apply_fn, params, handles_missing)
 
 
 def tabicl(config=None, params=None) -> TFM:
-    from causaljax.tfm import tabicl as tj
-
-    cfg = tj.TabICLConfig() if config is None else (
-        tj.TabICLConfig.from_dict(config) if isinstance(config, dict) else config)
-    lim = tj.limits(cfg)
-
-    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
-        return tj.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
-
-    return TFM("TabICL", Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
-               lambda key: tj.init(cfg, key), apply_fn, params)
+    return _port("tabicl", "TabICL", config, params)
 
 
 def tabicl_from_checkpoint(path_or_state_dict, config=None) -> TFM:
     """TabICL with the weights of a tabicl checkpoint (read without executing code)."""
     from causaljax.tfm import tabicl as tj
 
-    cfg, params = tj.read_tabicl(path_or_state_dict, config)
-    return tabicl(cfg, params)
-
-
-# --------------------------------------------------------------------------------------------
-# TabPFN v2
+    return tabicl(*tj.read_tabicl(path_or_state_dict, config))
 
 
 def tabpfn(config=None, params=None) -> TFM:
-    from causaljax.tfm import tabpfn as tp
-
-    cfg = tp.TabPFNConfig() if config is None else (
-        tp.TabPFNConfig.from_dict(config) if isinstance(config, dict) else config)
-    lim = tp.limits(cfg)
-
-    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
-        return tp.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
-
-    return TFM("TabPFN v2", Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
-               lambda key: tp.init(cfg, key), apply_fn, params, handles_missing=True)
+    return _port("tabpfn", "TabPFN v2", config, params, handles_missing=True)
 
 
 def tabpfn_from_checkpoint(path_or_state_dict, config=None) -> TFM:
     """TabPFN v2 with the weights of a tabpfn checkpoint (read without executing code)."""
     from causaljax.tfm import tabpfn as tp
 
-    cfg, params = tp.read_tabpfn(path_or_state_dict, config)
-    return tabpfn(cfg, params)
-
-
-# --------------------------------------------------------------------------------------------
-# Mitra
+    return tabpfn(*tp.read_tabpfn(path_or_state_dict, config))
 
 
 def mitra(config=None, params=None) -> TFM:
-    from causaljax.tfm import mitra as mj
-
-    cfg = mj.MitraConfig() if config is None else (
-        mj.MitraConfig.from_dict(config) if isinstance(config, dict) else config)
-    lim = mj.limits(cfg)
-
-    def apply_fn(params, x_ctx, y_ctx, x_query, n_classes):
-        return mj.apply(cfg, params, x_ctx, y_ctx, x_query, n_classes=n_classes)
-
-    return TFM("Mitra", Limits(lim.max_features, lim.max_classes, lim.max_context_rows),
-               lambda key: mj.init(cfg, key), apply_fn, params)
+    return _port("mitra", "Mitra", config, params)
 
 
 def mitra_from_checkpoint(src, config=None) -> TFM:
@@ -213,8 +192,7 @@ def mitra_from_checkpoint(src, config=None) -> TFM:
     file (read without executing code)."""
     from causaljax.tfm import mitra as mj
 
-    cfg, params = mj.read_mitra(src, config)
-    return mitra(cfg, params)
+    return mitra(*mj.read_mitra(src, config))
 
 
 # --------------------------------------------------------------------------------------------

@@ -347,26 +347,6 @@ def _apply_jit(cfg, params, x_ctx, y_ctx, x_query, n_classes):
     return out[:, :n_classes]
 
 
-@dataclass(frozen=True)
-class Mitra:
-    """Mitra bound to a config: ``init(key)``, ``apply(params, x_ctx, y_ctx, x_query)``,
-    ``limits``."""
-
-    config: MitraConfig = MitraConfig()
-
-    def init(self, key) -> dict:
-        return init(self.config, key)
-
-    def apply(self, params, x_ctx, y_ctx, x_query, *, n_classes: int | None = None,
-              ignore_pretraining_limits: bool = False):
-        return apply(self.config, params, x_ctx, y_ctx, x_query, n_classes=n_classes,
-                     ignore_pretraining_limits=ignore_pretraining_limits)
-
-    @property
-    def limits(self) -> MitraLimits:
-        return limits(self.config)
-
-
 # --------------------------------------------------------------------------------------------
 # checkpoint conversion
 
@@ -421,5 +401,5 @@ def convert_mitra(src, config: MitraConfig | dict | None = None) -> dict:
     return read_mitra(src, config)[1]
 
 
-__all__ = ["PUBLISHED", "Mitra", "MitraConfig", "MitraLimits", "apply", "convert_mitra", "init",
+__all__ = ["PUBLISHED", "MitraConfig", "MitraLimits", "apply", "convert_mitra", "init",
            "limits", "param_spec", "quantile_embed", "read_mitra"]
