@@ -26,7 +26,7 @@ of real rows, the query share, the synthetic volume (synthetic rows per real row
 share of synthetic rows placed in the query.
 
 ``mc`` is the model spec of ``causaljax.tfm.batch_model``: the row-token ``ModelConfig`` or a
-``Ported`` model (TabICL, TabPFN v2); this module only calls ``batch_logits`` /
+``Ported`` model (TabICL, TabPFN v2, Mitra); this module only calls ``batch_logits`` /
 ``feature_slots`` on it.
 """
 

@@ -1,4 +1,4 @@
-"""Reading a ported model's checkpoint file without executing code (TabICL, TabPFN v2).
+"""Reading a ported model's checkpoint file without executing code (TabICL, TabPFN v2, Mitra).
 
 ``load_checkpoint(src, name)``: a torch ``.ckpt`` / ``.pt`` file read with
 ``torch.load(weights_only=True)`` (tensors and plain containers only), a ``.safetensors``
