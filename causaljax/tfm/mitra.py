@@ -66,7 +66,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causaljax.tfm.torch_checkpoint import load_checkpoint, nested, params_from_state
+from causaljax.tfm.torch_checkpoint import (
+    load_checkpoint,
+    nested,
+    params_from_state,
+    static_n_classes,
+)
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 N_QUANTILES = 999  # torch.arange(1, 1000) / 1000
@@ -298,14 +303,7 @@ def _check_inputs(cfg: MitraConfig, x_ctx, y_ctx, x_query, n_classes,
         raise ValueError(f"{cs[0]} context rows > Mitra's limit max_context_rows="
                          f"{lim.max_context_rows} (ignore_pretraining_limits=True lifts it)")
     traced = isinstance(y_ctx, jax.core.Tracer)
-    if n_classes is None:
-        if traced:
-            raise ValueError("n_classes must be given (a static int) when y_ctx is traced, e.g. "
-                             "jax.jit(functools.partial(model.apply, n_classes=C))")
-        n_classes = int(np.max(np.asarray(y_ctx))) + 1
-    n_classes = int(n_classes)
-    if n_classes < 1:
-        raise ValueError(f"n_classes={n_classes}: need at least 1 class")
+    n_classes = static_n_classes(y_ctx, n_classes)
     if n_classes > lim.max_classes:
         raise ValueError(f"{n_classes} classes > the model's limit dim_output="
                          f"{lim.max_classes} (the head's width)")

@@ -80,7 +80,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causaljax.tfm.torch_checkpoint import load_checkpoint, nested, params_from_state, to_numpy
+from causaljax.tfm.torch_checkpoint import (
+    load_checkpoint,
+    nested,
+    params_from_state,
+    static_n_classes,
+    to_numpy,
+)
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default
 NAN_IND, POS_INF_IND, NEG_INF_IND = -2.0, 2.0, 4.0  # the module's indicator values
@@ -413,14 +419,7 @@ def _check_inputs(cfg: TabPFNConfig, x_ctx, y_ctx, x_query, n_classes,
                          f"max_context_rows={lim.max_context_rows} "
                          "(ignore_pretraining_limits=True lifts it)")
     traced = isinstance(y_ctx, jax.core.Tracer)
-    if n_classes is None:
-        if traced:
-            raise ValueError("n_classes must be given (a static int) when y_ctx is traced, e.g. "
-                             "jax.jit(functools.partial(model.apply, n_classes=C))")
-        n_classes = int(np.max(np.asarray(y_ctx))) + 1
-    n_classes = int(n_classes)
-    if n_classes < 1:
-        raise ValueError(f"n_classes={n_classes}: need at least 1 class")
+    n_classes = static_n_classes(y_ctx, n_classes)
     if n_classes > lim.max_classes:
         raise ValueError(f"{n_classes} classes > the model's limit max_num_classes="
                          f"{lim.max_classes} (the decoder's width)")

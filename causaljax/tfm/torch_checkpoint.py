@@ -8,6 +8,7 @@ file, or an in-memory mapping; every failure is a ValueError naming the file.
 ``param_spec`` rows ``(path, key, shape, kind)`` (kind "linear_w": torch's [out, in] weight,
 stored transposed), with an error naming the first missing / unexpected / mis-shaped key.
 ``nested(items)``: ``(path, value)`` pairs as the ports' params pytree (also their ``init``).
+``static_n_classes(y_ctx, n_classes)``: the class count a port's ``apply`` compiles for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -112,3 +114,17 @@ def _lists(tree):
             return [_lists(tree[i]) for i in range(len(tree))]
         return {k: _lists(v) for k, v in tree.items()}
     return tree
+
+
+def static_n_classes(y_ctx, n_classes) -> int:
+    """``n_classes`` as a static int (default: max(y_ctx) + 1, which needs concrete labels);
+    a ValueError when it cannot be known under ``jit`` or is below 1."""
+    if n_classes is None:
+        if isinstance(y_ctx, jax.core.Tracer):
+            raise ValueError("n_classes must be given (a static int) when y_ctx is traced, e.g. "
+                             "jax.jit(functools.partial(model.apply, n_classes=C))")
+        n_classes = int(np.max(np.asarray(y_ctx))) + 1
+    n_classes = int(n_classes)
+    if n_classes < 1:
+        raise ValueError(f"n_classes={n_classes}: need at least 1 class")
+    return n_classes
