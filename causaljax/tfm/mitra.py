@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from causaljax.tfm.torch_checkpoint import (
+    check_table_shapes,
     load_checkpoint,
     nested,
     params_from_state,
@@ -283,14 +284,7 @@ def _layer(cfg: MitraConfig, p, h_RxTxd, n_ctx: int):
 
 def _check_inputs(cfg: MitraConfig, x_ctx, y_ctx, x_query, n_classes,
                   ignore_pretraining_limits: bool):
-    cs, qs = np.shape(x_ctx), np.shape(x_query)
-    if len(cs) != 2 or len(qs) != 2:
-        raise ValueError(f"x_ctx and x_query must be 2-d [rows, features]; got {cs} and {qs}")
-    if cs[1] != qs[1]:
-        raise ValueError(f"x_ctx has {cs[1]} features but x_query has {qs[1]}")
-    if np.shape(y_ctx) != (cs[0],):
-        raise ValueError(f"y_ctx has shape {np.shape(y_ctx)}; expected ({cs[0]},), one label "
-                         "per context row")
+    cs, qs = check_table_shapes(x_ctx, y_ctx, x_query)
     lim = limits(cfg, ignore_pretraining_limits)
     if cs[1] < 1:
         raise ValueError("Mitra needs at least 1 feature")

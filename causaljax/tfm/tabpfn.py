@@ -81,6 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from causaljax.tfm.torch_checkpoint import (
+    check_table_shapes,
     load_checkpoint,
     nested,
     params_from_state,
@@ -394,15 +395,7 @@ def _encode_targets(p, y_ctx, n_rows: int, n_classes: int):
 
 def _check_inputs(cfg: TabPFNConfig, x_ctx, y_ctx, x_query, n_classes,
                   ignore_pretraining_limits: bool):
-    x_ctx_shape, x_q_shape = np.shape(x_ctx), np.shape(x_query)
-    if len(x_ctx_shape) != 2 or len(x_q_shape) != 2:
-        raise ValueError(f"x_ctx and x_query must be 2-d [rows, features]; got {x_ctx_shape} "
-                         f"and {x_q_shape}")
-    if x_ctx_shape[1] != x_q_shape[1]:
-        raise ValueError(f"x_ctx has {x_ctx_shape[1]} features but x_query has {x_q_shape[1]}")
-    if np.shape(y_ctx) != (x_ctx_shape[0],):
-        raise ValueError(f"y_ctx has shape {np.shape(y_ctx)}; expected ({x_ctx_shape[0]},), one "
-                         "label per context row")
+    x_ctx_shape, x_q_shape = check_table_shapes(x_ctx, y_ctx, x_query)
     lim = limits(cfg, ignore_pretraining_limits)
     if x_ctx_shape[1] < 1:
         raise ValueError("TabPFN needs at least 1 feature")

@@ -8,7 +8,7 @@ file, or an in-memory mapping; every failure is a ValueError naming the file.
 ``param_spec`` rows ``(path, key, shape, kind)`` (kind "linear_w": torch's [out, in] weight,
 stored transposed), with an error naming the first missing / unexpected / mis-shaped key.
 ``nested(items)``: ``(path, value)`` pairs as the ports' params pytree (also their ``init``).
-``static_n_classes(y_ctx, n_classes)``: the class count a port's ``apply`` compiles for.
+``check_table_shapes`` / ``static_n_classes``: the input checks the ports' ``apply`` share.
 """
 
 from __future__ import annotations
@@ -128,3 +128,17 @@ def static_n_classes(y_ctx, n_classes) -> int:
     if n_classes < 1:
         raise ValueError(f"n_classes={n_classes}: need at least 1 class")
     return n_classes
+
+
+def check_table_shapes(x_ctx, y_ctx, x_query) -> tuple:
+    """(x_ctx's shape, x_query's shape) of a 2-d table with one label per context row and the
+    same features in both; else a ValueError saying which shape is wrong."""
+    cs, qs = np.shape(x_ctx), np.shape(x_query)
+    if len(cs) != 2 or len(qs) != 2:
+        raise ValueError(f"x_ctx and x_query must be 2-d [rows, features]; got {cs} and {qs}")
+    if cs[1] != qs[1]:
+        raise ValueError(f"x_ctx has {cs[1]} features but x_query has {qs[1]}")
+    if np.shape(y_ctx) != (cs[0],):
+        raise ValueError(f"y_ctx has shape {np.shape(y_ctx)}; expected ({cs[0]},), one label "
+                         "per context row")
+    return cs, qs
