@@ -271,7 +271,9 @@ def test_solve_needs_linear_mechanisms():
     with pytest.raises(ValueError, match="solve"):
         sampler.sample(scm, jax.random.key(0), 5, strategy="solve")
     assert sampler._plan(scm, "auto")[0] == "grouped"  # concrete: the compact layout
-    assert sampler._plan(make_scm(seed=22, k=1, n_levels=(0, 2, 0)), "auto")[0] == "solve"
+    assert sampler._plan(make_scm(seed=22, k=2, n_levels=(0, 2, 0)), "auto")[0] == "solve"
+    # one small linear SCM: its unrolled walk (faster than the solve)
+    assert sampler._plan(make_scm(seed=22, k=1, n_levels=(0, 2, 0)), "auto")[0] == "grouped"
 
 
 def test_nonlinear_depth_counts_categorical_and_rounded_nodes_on_a_path():

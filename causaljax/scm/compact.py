@@ -40,6 +40,7 @@ over parents instead of over masked slots: equal up to float rounding). Shapes (
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +107,9 @@ class CompactSCM:
     # levels swept with their own, narrower windows (``level_segments``); () = one run of
     # every level with ``width`` / ``Group.width``
     segments: tuple = struct.field(pytree_node=False, default=())
+    # one SCM (k = 1) of at most WALK_MAX_NODES nodes: its structure as static ``WalkNode``s in
+    # topological order (``walk_plan``), which the sampler unrolls at trace time; () = none
+    walk: tuple = struct.field(pytree_node=False, default=())
 
     @property
     def k(self) -> int:
@@ -312,6 +316,8 @@ def compact(scm: SCM) -> CompactSCM:
         tree_depth=int(scm.tree_depth), names=tuple(scm.names))
     if k > 1:
         out = out.replace(blocks=merge_blocks(out))
+    elif d <= WALK_MAX_NODES:
+        out = out.replace(walk=walk_plan(out))
     with jax.ensure_compile_time_eval():  # device arrays even when called under a trace
         return jax.tree.map(jnp.asarray, out)
 
@@ -399,6 +405,38 @@ def level_segments(nodes, members, per_member, max_segments: int = MAX_SEGMENTS)
     return tuple((a, b, max(int(nodes[a:b + 1].max()), 1),
                   tuple(max(int(m[a:b + 1].max()), 1) for m in members))
                  for a, b in reversed(runs))
+
+
+WALK_MAX_NODES = 128  # one SCM with at most this many nodes gets a ``walk_plan`` (compile time)
+
+
+class WalkNode(NamedTuple):
+    """One node of a ``walk_plan``: its index, level count (0: numeric), whether it is a root
+    or integer-rounded, and its mechanism's members: ((group index, member index, ((input
+    column, input level), ...)), ...), the inputs as ``Group.in_col`` / ``in_level`` without
+    the padding."""
+    node: int
+    n_levels: int
+    root: bool
+    integer: bool
+    members: tuple
+
+
+def walk_plan(c: CompactSCM) -> tuple:
+    """The structure of ONE SCM (host arrays, k = 1) as static ``WalkNode``s in topological
+    order (``by_level``): what the sampler's unrolled walk needs at trace time (the numbers
+    stay in the arrays). Two SCMs with the same plan share one compiled draw."""
+    one = jax.tree.map(lambda a: np.asarray(a)[0], c.replace(blocks=None))
+    members = {j: [] for j in range(one.kind.shape[0])}
+    for gi, g in enumerate(one.groups):
+        for m in np.flatnonzero(g.level != PAD_LEVEL):
+            used = g.in_level[m] != PAD_INPUT
+            inputs = tuple((int(col), int(lev)) for col, lev in
+                           zip(g.in_col[m][used], g.in_level[m][used]))
+            members[int(g.node[m])].append((gi, int(m), inputs))
+    return tuple(WalkNode(int(j), int(one.n_levels[j]), bool(one.kind[j] == ROOT),
+                          bool(one.is_integer[j]), tuple(members[int(j)]))
+                 for j in one.by_level)
 
 
 _CACHE: dict = {}  # id(scm) -> (weak reference to scm, its CompactSCM)
