@@ -73,7 +73,7 @@ def simulate(n: int, d: int, seed: int, nonlinear: bool) -> pd.DataFrame:
         signal = sum(rng.normal(scale=0.8) * x[:, i] for i in parents) if parents else 0.0
         if nonlinear and parents:
             signal = np.sin(signal) + 0.5 * np.abs(signal)
-        if j >= d - 2 and parents:
+        if j >= d - 2:  # binary: a logistic link of its parents (a fair coin without any)
             p = 1 / (1 + np.exp(-signal))
             x[:, j] = rng.random(n) < p
             cols[f"c{j}"] = np.where(x[:, j] > 0, "yes", "no")

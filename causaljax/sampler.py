@@ -593,9 +593,11 @@ def _walk_member(acc: list, g, m: int, z: list, tree_depth: int) -> list:
     if g.family == "linear":
         return [_row_sum([acc[ch]] + [w[m, r, ch] * zr for r, zr in enumerate(z)])
                 for ch in range(channels)]
-    if g.family == "quadratic":
-        return [_row_sum([acc[ch]] + [w[m, a, b, ch] * za * zb for a, za in enumerate(z)
-                                      for b, zb in enumerate(z)]) for ch in range(channels)]
+    if g.family == "quadratic":  # each pair once: w_ab + w_ba
+        pairs = [(a, b) for a in range(len(z)) for b in range(a, len(z))]
+        weight = lambda a, b, ch: w[m, a, a, ch] if a == b else w[m, a, b, ch] + w[m, b, a, ch]
+        return [_row_sum([acc[ch]] + [weight(a, b, ch) * (z[a] * z[b]) for a, b in pairs])
+                for ch in range(channels)]
     n = z[0].shape[0]
     z_rxn = jnp.stack(z + [jnp.zeros(n, jnp.float32)] * (g.in_col.shape[-1] - len(z)))
     if g.family == "tables":
