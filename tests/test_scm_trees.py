@@ -286,3 +286,23 @@ def test_tabulate_trees_on_an_scm_and_validate():
     slot[0, j, 0] = list(np.asarray(base.slot_column[0])).index(j)  # the node's own column
     with pytest.raises(ValueError, match="not a parent"):
         validate(tabulate_trees(base).replace(tree_tables=tt.replace(slot=slot)))
+
+
+@pytest.mark.parametrize("K, real", [(5, 3), (45, 4), (45, 45), (145, 11), (145, 140)])
+def test_member_bins_count_the_edges_below_like_searchsorted(K, real):
+    """A table member's bins: #{edges < x} per axis over its real edges (the +inf padding of
+    its group never counts; chunked comparisons or a search), NaN -> K, as np.searchsorted."""
+    from causaljax.scm.mechanisms import _member_bins
+
+    rng = np.random.default_rng(K + real)
+    U, n = 3, 300
+    edges = np.full((U, K), np.inf, np.float32)
+    for u, count in enumerate([real, max(real // 2, 1), 1]):
+        edges[u, :count] = np.sort(rng.normal(size=count)).astype(np.float32)
+    x = rng.normal(size=(U, n)).astype(np.float32)
+    x[:, :5] = edges[:, :1]  # ties: an edge equal to x is not below it
+    x[0, 5] = np.nan
+    got = np.asarray(jax.jit(_member_bins)(jnp.asarray(x), jnp.asarray(edges)))
+    want = np.stack([np.searchsorted(edges[u], x[u], side="left") for u in range(U)])
+    want[0, 5] = K
+    np.testing.assert_array_equal(got, want)

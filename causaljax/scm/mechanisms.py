@@ -77,7 +77,7 @@ def tree_outputs(z_nxs, feature_txn, threshold_txn, left_txn, right_txn, value_t
     return value_txnxc.reshape(T * N, -1).at[node].get(mode="promise_in_bounds").sum(axis=1)
 
 
-COMPARE_ALL_EDGES = 64  # table axes with at most this many edges: searchsorted compares all
+COMPARE_ALL_EDGES = 64  # members with at most this many edges on an axis compare them all
 TABLE_BLOCK = 8192  # rows per block of the table lookups (CPU only: runtime.cache_blocking)
 
 
@@ -130,13 +130,7 @@ def table_member_outputs(z_rxn, m, p: dict) -> jax.Array:
     B = p["value"].shape[-1]
     slot, edges, channel = p["slot"][m], p["edges"][m], p["channel"][m]  # [U], [U, K], [G, C]
     x = z_rxn[slot]  # [U, n]
-    # bins = #{edges < x} (searchsorted side="left"; NaN: K, also in the comparison form)
-    if edges.shape[-1] <= COMPARE_ALL_EDGES:  # few edges: compare with all of them
-        bins = (~(x[:, None, :] <= edges[:, :, None])).sum(1, dtype=jnp.int32)
-    else:  # binary search
-        bins = jax.vmap(lambda e, v: jnp.searchsorted(e, v, side="left"))(edges, x).astype(
-            jnp.int32)  # [U, n]
-    flat = bins + (jnp.arange(U, dtype=jnp.int32) * K1)[:, None]
+    flat = _member_bins(x, edges) + (jnp.arange(U, dtype=jnp.int32) * K1)[:, None]
     remap, value = p["remap"].reshape(-1), p["value"].reshape(-1)
 
     def group(g, acc):
@@ -147,6 +141,37 @@ def table_member_outputs(z_rxn, m, p: dict) -> jax.Array:
 
     return jax.lax.fori_loop(0, channel.any(axis=-1).sum(), group,
                              jnp.zeros((channel.shape[-1], z_rxn.shape[1]), p["value"].dtype))
+
+
+EDGE_CHUNK = 8  # a member's edges are compared with in chunks of this many (its real ones)
+
+
+def _member_bins(x_uxn, edges_uxk) -> jax.Array:
+    """int32[U, n]: #{edges < x} per axis (searchsorted side="left"; NaN: K). The edges of a
+    member are padded with +inf to the largest count in its group, so the comparisons run
+    over chunks of EDGE_CHUNK edges up to the member's own most real edges on one axis
+    (a loop of dynamic length); a member with more than COMPARE_ALL_EDGES of them searches."""
+    K = edges_uxk.shape[-1]
+    if K <= EDGE_CHUNK:
+        return (~(x_uxn[:, None, :] <= edges_uxk[:, :, None])).sum(1, dtype=jnp.int32)
+    padded = jnp.pad(edges_uxk, ((0, 0), (0, -K % EDGE_CHUNK)), constant_values=jnp.inf)
+    real = (edges_uxk < jnp.inf).sum(-1).max()
+
+    def chunks(x):
+        def one(i, bins):
+            e = jax.lax.dynamic_slice_in_dim(padded, i * EDGE_CHUNK, EDGE_CHUNK, axis=1)
+            return bins + (x[:, None, :] > e[:, :, None]).sum(1, dtype=jnp.int32)
+        bins = jax.lax.fori_loop(0, (real + EDGE_CHUNK - 1) // EDGE_CHUNK, one,
+                                 jnp.zeros(x.shape, jnp.int32))
+        return jnp.where(jnp.isnan(x), K, bins)
+
+    def search(x):
+        return jax.vmap(lambda e, v: jnp.searchsorted(e, v, side="left"))(edges_uxk, x).astype(
+            jnp.int32)
+
+    if K <= COMPARE_ALL_EDGES:
+        return chunks(x_uxn)
+    return jax.lax.cond(real <= COMPARE_ALL_EDGES, chunks, search, x_uxn)
 
 
 def _tables_of(tables, j=None):
