@@ -502,8 +502,9 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     l's nodes (the others in it keep their rows): each family group evaluates
     only its window of ``width`` members starting at its first of level l (members of other
     levels masked), from their parents' rows, into the window nodes' channels; the level's
-    nodes then take their value (numeric: output + eps, rounded when integer; categorical:
-    inverse CDF of the softmax) and are written back. Equal to the walk up to float
+    nodes then take their value (numeric: output + eps, rounded when integer) and are written
+    back; then the level's categorical nodes, a window of ``c.cat_width`` of the categorical
+    columns sorted by level, take the inverse CDF of the softmax of their channels. Equal to the walk up to float
     rounding; the work of a sweep is its members' and the window's, not d's. ``one_by_one``
     (one SCM, not under vmap): the costly families (``PER_MEMBER``) loop over the level's own
     members only (``_members_one_by_one``), so members of other levels cost nothing."""
@@ -516,6 +517,10 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
     start = jnp.where(do_mask_d[:, None], do_value_d[:, None],
                       jnp.where((c.kind == ROOT)[:, None], eps_dxn, 0.0))
     sorted_level = c.level[c.by_level]
+    # the categorical columns sorted by level, swept Vc at a time (``cat_width``; -1: unknown,
+    # as many as the node window holds)
+    cat_by_level = jnp.asarray(cat)[jnp.argsort(c.level[cat], stable=True)] if len(cat) else None
+    cat_level = c.level[cat_by_level] if len(cat) else None
 
     def sweep(level, x_dxn, V, widths):  # V nodes and widths[i] members of group i per sweep
         first = jnp.minimum(jnp.searchsorted(sorted_level, level), d - V).astype(jnp.int32)
@@ -540,19 +545,31 @@ def _grouped(c: CompactSCM, eps_dxn, u_cxn, do_mask_d, do_value_d, one_by_one: b
         value = acc[:, 0] + eps_dxn[nodes]
         value = jnp.where(c.is_integer[nodes][:, None], jnp.round(value), value)
         now = (c.level[nodes] == level) & ~do_mask_d[nodes] & (c.kind[nodes] != ROOT)
-        if len(cat):
-            is_cat = c.kind[nodes] == CATEGORICAL
+        if Vc:  # the level's categorical nodes: a window of Vc categorical columns by level
+            whole = 2 * Vc >= V  # most of the node window: take all of it (no gather)
+            if whole:
+                cat_nodes = nodes
+            else:
+                cat_first = jnp.minimum(jnp.searchsorted(cat_level, level), len(cat) - Vc)
+                cat_nodes = jax.lax.dynamic_slice_in_dim(
+                    cat_by_level, cat_first.astype(jnp.int32), Vc)
+            pos = c.rank[cat_nodes] - first  # their rows in the node window (others: outside)
+            cat_now = (c.level[cat_nodes] == level) & (c.kind[cat_nodes] == CATEGORICAL)
 
             def codes(value):
-                levels = jnp.maximum(c.n_levels[nodes], 1)[:, None]  # [V, 1]
+                logits = acc if whole else acc.at[pos].get(mode="fill", fill_value=0.0)
+                levels = jnp.maximum(c.n_levels[cat_nodes], 1)[:, None]  # [Vc or V, 1]
                 valid = jnp.arange(C)[None, :, None] < levels[:, :, None]
-                probs = jax.nn.softmax(jnp.where(valid, acc, -jnp.inf), axis=1)  # [V, C, n]
-                code = inverse_cdf(probs, u_cxn[cat_row[nodes]], levels, axis=1)
-                return jnp.where(is_cat[:, None], code, value)
+                probs = jax.nn.softmax(jnp.where(valid, logits, -jnp.inf), axis=1)
+                code = inverse_cdf(probs, u_cxn[cat_row[cat_nodes]], levels, axis=1)
+                if whole:
+                    return jnp.where(cat_now[:, None], code, value)
+                return value.at[jnp.where(cat_now, pos, V)].set(code, mode="drop")
 
-            value = jax.lax.cond((is_cat & now).any(), codes, lambda v: v, value)
+            value = jax.lax.cond(cat_now.any(), codes, lambda v: v, value)
         return x_dxn.at[nodes].set(jnp.where(now[:, None], value, x_dxn[nodes]))
 
+    Vc = min(len(cat), c.width if c.cat_width < 0 else c.cat_width)
     if not c.segments:  # every level with the widest windows
         body = functools.partial(sweep, V=c.width, widths=tuple(g.width for g in c.groups))
         return jax.lax.fori_loop(1, c.depth + 1, body, start)

@@ -230,3 +230,25 @@ def test_level_segments_are_the_cheapest_split():
 
         best = min(cost(c) for r in range(3) for c in itertools.combinations(range(2, depth + 1), r))
         assert cost([a for a, *_ in runs[1:]]) == best
+
+
+def test_categorical_window_draws_what_the_whole_node_window_draws():
+    """The sweeps give a level's categorical nodes their own window (``cat_width``: the most
+    categorical non-root nodes on one level) instead of the softmax over every node of the
+    window; the rows are exactly those of the whole-window form (``cat_width=-1``), with
+    interventions on a categorical and a numeric node."""
+    scm = make_scm(seed=23, k=6, n_levels=(0, 3, 0, 0, 0, 2, 0, 0, 0), edge_prob=0.5)
+    c = sampler.as_compact(scm)
+    kind, level = np.asarray(c.kind), np.asarray(c.level)
+    want_width = max(np.bincount(lv[(kd == 2) & (lv > 0)]).max(initial=0)
+                     for lv, kd in zip(level, kind))
+    assert c.cat_width == want_width and c.blocks.cat_width > 0
+    assert 2 * c.blocks.cat_width < c.blocks.width  # the blocks use the narrow window
+    for do in (None, {1: 1}, {2: 0.5}):
+        got = sampler.sample(c, jax.random.key(5), 40, do=do)
+        whole = c.replace(cat_width=-1, blocks=c.blocks.replace(cat_width=-1))
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(
+            sampler.sample(whole, jax.random.key(5), 40, do=do)))
+        vmapped = c.replace(blocks=None)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(
+            sampler.sample(vmapped, jax.random.key(5), 40, do=do)))

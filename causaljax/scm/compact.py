@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from causaljax.scm.types import ROOT, SCM, check_shapes
+from causaljax.scm.types import CATEGORICAL, ROOT, SCM, check_shapes
 
 PAD_LEVEL = 2**30  # level of a padding member: sorts last, matches no sweep
 PAD_INPUT = -2  # in_level of an unused input slot: the input reads 0
@@ -107,6 +107,9 @@ class CompactSCM:
     # levels swept with their own, narrower windows (``level_segments``); () = one run of
     # every level with ``width`` / ``Group.width``
     segments: tuple = struct.field(pytree_node=False, default=())
+    # most categorical non-root nodes on one level (the sweeps' window of categorical
+    # nodes); -1: unknown (the sweeps use the node window)
+    cat_width: int = struct.field(pytree_node=False, default=-1)
     # one SCM (k = 1) of at most WALK_MAX_NODES nodes: its structure as static ``WalkNode``s in
     # topological order (``walk_plan``), which the sampler unrolls at trace time; () = none
     walk: tuple = struct.field(pytree_node=False, default=())
@@ -313,13 +316,21 @@ def compact(scm: SCM) -> CompactSCM:
         depth=level.max(1).astype(np.int32), level=level, by_level=by_level, rank=rank,
         bias=np.where(nonroot[..., None], a["lin_b"], 0).astype(np.float32),
         groups=tuple(groups), categorical=categorical, width=max(width, 1),
-        tree_depth=int(scm.tree_depth), names=tuple(scm.names))
+        cat_width=_cat_width(level, a["kind"]), tree_depth=int(scm.tree_depth),
+        names=tuple(scm.names))
     if k > 1:
         out = out.replace(blocks=merge_blocks(out))
     elif d <= WALK_MAX_NODES:
         out = out.replace(walk=walk_plan(out))
     with jax.ensure_compile_time_eval():  # device arrays even when called under a trace
         return jax.tree.map(jnp.asarray, out)
+
+
+def _cat_width(level_kxd: np.ndarray, kind_kxd: np.ndarray) -> int:
+    """The most categorical non-root nodes on one level of one SCM (over the k SCMs)."""
+    cat = (np.asarray(kind_kxd) == CATEGORICAL) & (np.asarray(level_kxd) > 0)
+    return max((int(np.bincount(lv[m]).max(initial=0)) for lv, m in zip(level_kxd, cat)),
+               default=0)
 
 
 def merge_blocks(c: CompactSCM) -> CompactSCM:
@@ -365,6 +376,7 @@ def merge_blocks(c: CompactSCM) -> CompactSCM:
         bias=flat(a.bias), groups=tuple(groups),
         categorical=tuple(s * d + j for s in range(k) for j in c.categorical),
         width=max(int(nodes[1:].max(initial=0)), 1), tree_depth=c.tree_depth,
+        cat_width=_cat_width(level, a.kind.reshape(1, k * d)),
         segments=level_segments(nodes, members, [g.family in PER_MEMBER for g in groups]))
 
 
@@ -518,4 +530,6 @@ def stack_compacts(compacts: list) -> CompactSCM:
         return jax.tree.map(jnp.asarray, CompactSCM(
             **fields, groups=tuple(groups), categorical=first.categorical,
             width=max(c.width for c in compacts),
+            cat_width=-1 if min(c.cat_width for c in compacts) < 0 else max(
+                c.cat_width for c in compacts),
             tree_depth=max(c.tree_depth for c in compacts), names=first.names, blocks=blocks))
