@@ -424,6 +424,26 @@ def test_solve_in_row_blocks_equals_one_block(monkeypatch):
         same(draw(rng), drawn[rng], rng)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_grouped_in_row_blocks_equals_one_block(monkeypatch, k):
+    """The grouped draws (one SCM: the unrolled walk; k SCMs: the block-diagonal sweeps) in
+    row blocks, each block's hash uniforms computed one loop step ahead, give the rows of
+    one block (a last, shorter block included), with an intervention."""
+    scm = make_scm(seed=35, k=k, n_levels=(0, 3, 0, 2, 0), integer=(4,), hidden=2, quad=True)
+    c = sampler.as_compact(scm)
+    assert bool(c.walk) == (k == 1)
+    do_mask, do_value = sampler.intervention_arrays(scm, {0: 1.5})
+    draw = lambda rng: np.asarray(jax.jit(lambda key: sampler._sample.__wrapped__(  # noqa: E731
+        c, key, do_mask, do_value, n=300, strategy="grouped", rng=rng))(jax.random.key(36)))
+    whole = {rng: draw(rng) for rng in sampler.RNGS}
+    monkeypatch.setattr(sampler, "SOLVE_BLOCK_CELLS", 1)
+    monkeypatch.setattr(sampler, "SOLVE_MIN_BLOCK_ROWS", 64)  # 4 blocks of 64, then 44 rows
+    for rng in sampler.RNGS:
+        got = draw(rng)
+        np.testing.assert_array_equal(got[..., [1, 3, 4]], whole[rng][..., [1, 3, 4]])
+        np.testing.assert_allclose(got, whole[rng], rtol=1e-6, atol=1e-6, err_msg=rng)
+
+
 @pytest.mark.parametrize("inner", [0, 3, sampler.SKINNY, sampler.SKINNY + 4])
 def test_rows_dot_matches_numpy(inner):
     """The solve's products: elementwise multiply-adds up to SKINNY inner rows, a dot above;
