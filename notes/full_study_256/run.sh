@@ -8,6 +8,7 @@
 # First pass: zero-shot, real, causalmix and scm at volumes 1 and 4; the other generators and
 # volume 16 come after (their run ids are separate: adding them reruns nothing).
 # Usage: bash notes/full_study_256/run.sh [FIRST_FOLDS LAST_FOLDS]   (default 1 10)
+# Other arms / volumes (session 19: volume 16): VOLUMES=16 METHODS=causalmix,scm bash ... 1 10
 # Both cores: SHARD=0/2 taskset -c 0 bash notes/full_study_256/run.sh &
 #             SHARD=1/2 taskset -c 1 bash notes/full_study_256/run.sh &
 set -u
@@ -19,6 +20,7 @@ SHARD_ARGS=()
 [ -n "${SHARD:-}" ] && SHARD_ARGS=(--shard "$SHARD")
 for F in $(seq "${1:-1}" "${2:-10}"); do
   python experiments/scale_volume.py --datasets $DS --folds "$F" --n-train 256 \
-      --volumes 0,1,4 --methods real,causalmix,scm --out $OUT --no-progress \
+      --volumes "${VOLUMES:-0,1,4}" --methods "${METHODS:-real,causalmix,scm}" --out $OUT \
+      --no-progress \
       --repair-alpha 0.05 "${SHARD_ARGS[@]}" || exit $?
 done
