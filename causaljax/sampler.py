@@ -755,20 +755,28 @@ def propagate(scm: SCM, eps: jax.Array, u: jax.Array, *, do_mask=None, do_value=
     return jax.vmap(one_scm, in_axes=(0, 0, 0, None, None))(scm, eps, u, do_mask, do_value)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "strategy", "levels", "rng", "rounding"))
+@functools.partial(jax.jit, static_argnames=("n", "strategy", "levels", "rng", "rounding",
+                                             "of_rows"))
 def _sample(scm: SCM, key, do_mask, do_value, *, n: int, strategy: str, levels=None,
-            rng: str = "key", rounding=None):
+            rng: str = "key", rounding=None, first_row=0, of_rows: int | None = None):
+    """The draw's program. ``first_row`` (may be traced) / ``of_rows``: these n rows are rows
+    first_row .. first_row + n - 1 of a draw of ``of_rows`` rows (the same values; a device's
+    share of a split draw: ``rng="hash"`` with the solve or the grouped draws only)."""
+    if of_rows is not None and not (rng == "hash" and strategy in ("solve", "grouped")):
+        raise ValueError("a draw's share of rows needs rng='hash' and the solve or grouped draws")
     if strategy in ("solve", "grouped"):  # noise drawn column-major, as both work
         columns = (list(scm.categorical) if strategy == "grouped"
                    else categorical_columns(levels or ()))
         uniforms = None
         if rng == "hash":  # each block of rows hashes its own noise (it stays in cache)
-            uniforms = lambda start, size: uniform_columns(key, (scm.k, n, scm.d), rng,
-                                                           rows=(start, size))
+            shape = (scm.k, n if of_rows is None else of_rows, scm.d)
+            uniforms = lambda start, size: uniform_columns(key, shape, rng,
+                                                           rows=(first_row + start, size))
 
             def noise(start, size, u=None):  # u: the block's uniforms, if computed already
                 if u is None:
-                    return draw_noise_columns(scm, key, n, rng, columns, rows=(start, size))
+                    return draw_noise_columns(scm, key, shape[1], rng, columns,
+                                              rows=(first_row + start, size))
                 return _from_pools(scm.noise, u, column_axis=1), u[:, np.asarray(columns, int)]
         else:  # the key's generator draws all n rows at once
             noise = _slices(*draw_noise_columns(scm, key, n, rng, columns))
@@ -945,6 +953,20 @@ def _sharded_sampler(mesh: Mesh, split: str, n: int, strategy: str, levels, rng:
     def sharded(scm, key, do_mask, do_value):
         if key_impl is not None:
             key = jax.random.wrap_key_data(key, impl=key_impl)
+        if split == "rows" and rng == "hash" and strategy in ("solve", "grouped"):
+            # each device draws its own rows (the hash is a function of the global cell):
+            # the partitioner cannot split the CPU's loop over row blocks, and replicates it
+            share = n // mesh.devices.size
+
+            def own_rows(scm, key, do_mask, do_value):
+                first = jax.lax.axis_index("dev") * share
+                return _sample.__wrapped__(scm, key, do_mask, do_value, n=share,
+                                           strategy=strategy, levels=levels, rng=rng,
+                                           rounding=rounding, first_row=first, of_rows=n)
+
+            return jax.shard_map(own_rows, mesh=mesh, in_specs=PartitionSpec(),
+                                 out_specs=PartitionSpec(None, "dev"),
+                                 check_vma=False)(scm, key, do_mask, do_value)
         rows = fn(scm, key, do_mask, do_value)
         return jax.lax.with_sharding_constraint(rows, rows_sharding)
 

@@ -13,7 +13,9 @@ SCRIPT = textwrap.dedent("""
     from causaljax import sampler
     from scm_factory import make_scm
     cases = ((8, 40, 4, "key"), (3, 64, 4, "key"), (8, 16, 0, "key"), (3, 24, 0, "key"),
-             (8, 16, 0, "hash"), (3, 24, 4, "hash"))  # SCMs split, then rows split
+             (8, 16, 0, "hash"), (3, 24, 4, "hash"),  # SCMs split, then rows split
+             (1, 64, 0, "hash"), (1, 160_000, 4, "hash"))  # one SCM's walk, rows split (each
+    # device draws its own rows, over several row blocks in the last case)
     for k, n, hidden, rng in cases:
         scm = make_scm(seed=k, k=k, hidden=hidden, n_levels=(0, 2, 0, 0))
         key = jax.random.key(7)
