@@ -24,6 +24,9 @@ regroups the same parameters:
   real members. Vmapped over k, every SCM runs max-depth sweeps over windows sized for the
   busiest SCM (and, under vmap, the costly families of every level); over the blocks, a
   level's work is what the k SCMs have on it. The sampler sweeps the blocks (same values).
+* ``walk`` (``walk_plan``, built by ``compact`` for ONE SCM of at most WALK_MAX_NODES nodes):
+  the structure as static ``WalkNode``s in topological order, which the sampler unrolls at
+  trace time (one compilation per DAG structure; the numbers stay in the arrays).
 
 The cost of a draw is then ~ sum over families of (members x parents-sized work), plus O(d)
 elementwise work per level. Values are those of the dense evaluation (the same terms, summed
