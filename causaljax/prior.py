@@ -58,6 +58,17 @@ class PriorConfig:
     # noise pools: "quantiles" (each pool holds its family's m quantiles) or "sampled" (m
     # random draws, computed in the program; runs before session 7)
     noise_pools: str = "quantiles"
+    # random regression trees in the mechanisms (issue 22; 0 = none, the prior of every run
+    # before session 20): n_trees complete trees of depth tree_depth per node, splitting on
+    # the node's parents; in a fraction tree_prob of the datasets they carry a share of the
+    # mechanism's variance (axis-aligned steps, as in TabICL's tree prior)
+    n_trees: int = 0
+    tree_depth: int = 3
+    tree_prob: float = 0.5
+    # feature warping (issue 22; 0 = none): in each dataset up to this fraction of the
+    # numeric features get a random monotone warp of their standardized value (exp(s z):
+    # skewed, or sign(z)|z|^p: heavy or light tails), as real features often are
+    warp: float = 0.0
 
 
 class Batch(NamedTuple):
@@ -133,12 +144,40 @@ def _noise_pool(z_mxd, u_mxd, kind_d, scale_d):
     return pool * scale_d[None, :]
 
 
+def _random_trees(u_tree, u_leaf, u_thr, parents_DxD, depth: int):
+    """Complete binary trees of ``depth`` splitting on random parents of their node.
+    u_*: uniforms [D, T, Nn] (Nn = 2**(depth+1) - 1); parents_DxD[i, j]: i is a parent of j.
+    Returns feature, threshold, left, right [D, T, Nn] and the leaf values [D, T, Nn]
+    (std 1 per tree; 0 on split nodes)."""
+    Nn = u_tree.shape[-1]
+    n_split = 2 ** depth - 1
+    nodes = jnp.arange(Nn)
+    n_par = parents_DxD.sum(0)  # [D]
+    is_split = jnp.broadcast_to((nodes < n_split)[None, None, :] & (n_par > 0)[:, None, None],
+                                u_tree.shape)  # [D, T, Nn]; a root's trees are one leaf
+    left = jnp.where(is_split, 2 * nodes + 1, nodes)
+    right = jnp.where(is_split, 2 * nodes + 2, nodes)
+    # the r-th parent of node j (r uniform among its n_par parents): first i with
+    # #parents <= i of j greater than r
+    r = jnp.floor(u_tree * n_par[:, None, None]).astype(jnp.int32)  # [D, T, Nn]
+    cum = jnp.cumsum(parents_DxD, axis=0).T  # [j, i]: parents of j among 0..i
+    feature = jnp.argmax(cum[:, None, None, :] > r[..., None], axis=-1).astype(jnp.int32)
+    feature = jnp.where(is_split, feature, 0)
+    threshold = _normal(u_thr) * 0.7
+    value = jnp.where(is_split, 0.0, _normal(u_leaf))
+    return feature, threshold, left.astype(jnp.int32), right.astype(jnp.int32), value
+
+
 def _one_scm(key, D: int, H: int, m: int, rng: str = "key",
-             noise_pools: str = "quantiles") -> dict:
+             noise_pools: str = "quantiles", n_trees: int = 0, tree_depth: int = 3,
+             tree_prob: float = 0.0) -> dict:
     """Fields of one random SCM (no k axis); nodes are in topological order 0..D-1."""
     sampled = {"pool_z": (m, D), "pool_u": (m, D)} if noise_pools == "sampled" else {}
+    Nn = 2 ** (tree_depth + 1) - 1
+    trees = ({"tree_mix": (2,), "tree_feature": (D, n_trees, Nn),
+              "tree_leaf": (D, n_trees, Nn), "tree_thr": (D, n_trees, Nn)} if n_trees else {})
     u = _Draws(key, {"scalars": (4,), "edges": (D, D), "w_lin": (D, D), "w1": (D, D, H),
-                     "b1": (D, H), "w2": (D, H), "node": (3, D), **sampled}, rng)
+                     "b1": (D, H), "w2": (D, H), "node": (3, D), **sampled, **trees}, rng)
     density, nonlin, sigma0, p_int = u["scalars"]
     density = _log_between(density, 0.03, 0.5)
     upper = jnp.arange(D)[:, None] < jnp.arange(D)[None, :]
@@ -167,6 +206,16 @@ def _one_scm(key, D: int, H: int, m: int, rng: str = "key",
         return lvl.at[j].set(jnp.max(jnp.where(parents[:, j], lvl + 1, 0)))
 
     level = jax.lax.fori_loop(0, D, relax, jnp.zeros(D, jnp.int32))
+    if n_trees:  # a tree dataset moves a share a of each node's variance to its trees
+        mix = u["tree_mix"]
+        share = jnp.where(mix[0] < tree_prob, 0.3 + 0.7 * mix[1], 0.0)
+        lin_w, mlp_w2 = lin_w * jnp.sqrt(1.0 - share), mlp_w2 * jnp.sqrt(1.0 - share)
+        feature, threshold, left, right, value = _random_trees(
+            u["tree_feature"], u["tree_leaf"], u["tree_thr"], parents, tree_depth)
+        value = (value * jnp.sqrt(share / n_trees))[..., None]
+    else:
+        feature, left, right = (jnp.zeros((D, 0, 1), jnp.int32),) * 3
+        threshold, value = jnp.zeros((D, 0, 1)), jnp.zeros((D, 0, 1, 1))
     return dict(  # noqa: C408 - keyword names are the SCM fields
                 parents=parents, order=jnp.arange(D, dtype=jnp.int32), depth=level.max(),
                 kind=jnp.where(is_root, ROOT, NUMERIC).astype(jnp.int32),
@@ -176,11 +225,8 @@ def _one_scm(key, D: int, H: int, m: int, rng: str = "key",
                 lin_w=lin_w, lin_b=jnp.zeros((D, 1)), quad_w=jnp.zeros((D, 0, 0, 1)),
                 cube_idx=jnp.zeros((D, 0, 3), jnp.int32), cube_w=jnp.zeros((D, 0, 1)),
                 mlp_w1=mlp_w1, mlp_b1=mlp_b1, mlp_w2=mlp_w2,
-                tree_feature=jnp.zeros((D, 0, 1), jnp.int32),
-                tree_threshold=jnp.zeros((D, 0, 1)),
-                tree_left=jnp.zeros((D, 0, 1), jnp.int32),
-                tree_right=jnp.zeros((D, 0, 1), jnp.int32),
-                tree_value=jnp.zeros((D, 0, 1, 1)))
+                tree_feature=feature, tree_threshold=threshold, tree_left=left,
+                tree_right=right, tree_value=value)
 
 
 def random_scms(key, cfg: PriorConfig, k: int) -> SCM:
@@ -188,8 +234,9 @@ def random_scms(key, cfg: PriorConfig, k: int) -> SCM:
     if cfg.noise_pools not in NOISE_POOLS:
         raise ValueError(f"noise_pools must be one of {NOISE_POOLS}, got {cfg.noise_pools!r}")
     fields = jax.vmap(lambda kk: _one_scm(kk, cfg.n_nodes, cfg.hidden, cfg.pool, cfg.rng,
-                                          cfg.noise_pools))(jax.random.split(key, k))
-    return SCM(**fields)
+                                          cfg.noise_pools, cfg.n_trees, cfg.tree_depth,
+                                          cfg.tree_prob))(jax.random.split(key, k))
+    return SCM(**fields, tree_depth=cfg.tree_depth if cfg.n_trees else 0)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -210,12 +257,30 @@ def _discretize_by_rank(values_N, valid_N, cum_props):
     return (q[:, None] >= cum_props[None, :]).sum(-1)
 
 
+def _warp(x_NxF, row_N, u_4xF, p_warp):
+    """A random monotone warp of a fraction ``p_warp`` of the columns: the column standardized
+    over the real rows (z), then exp(s z) with s in [0.3, 1.5] (skewed; mirrored for half of
+    them) or sign(z) |z|^p with p in [0.5, 2.5] (light or heavy tails)."""
+    w = row_N[:, None].astype(x_NxF.dtype)
+    n = jnp.maximum(w.sum(), 1.0)
+    mean = (x_NxF * w).sum(0, keepdims=True) / n
+    std = jnp.sqrt((((x_NxF - mean) ** 2) * w).sum(0, keepdims=True) / n) + 1e-6
+    z = (x_NxF - mean) / std
+    on, kind, strength, flip = u_4xF
+    skew = jnp.exp(jnp.clip((0.3 + 1.2 * strength[None]) * z, -12.0, 12.0))
+    skew = jnp.where(flip[None] < 0.5, skew, -skew)
+    tails = jnp.sign(z) * jnp.abs(z) ** _log_between(strength, 0.5, 2.5)[None]
+    warped = jnp.where(kind[None] < 0.5, skew, tails)
+    return jnp.where(on[None] < p_warp, warped, x_NxF)
+
+
 def _one_dataset(key, rows_NxD, cfg: PriorConfig):
     N, D = rows_NxD.shape
     F, Fp, C = cfg.max_features, cfg.max_prior_features, cfg.max_classes
+    warps = {"warp": (4, Fp)} if cfg.warp else {}
     u = _Draws(key, {"s": (12,), "target": (D,), "order": (D,), "props": (C,), "labels": (C,),
                      "is_cat": (Fp,), "n_lev": (Fp,), "thr": (Fp, C - 1), "codes": (Fp, C),
-                     "slots": (F,), "miss": (N, Fp)}, cfg.rng)
+                     "slots": (F,), "miss": (N, Fp), **warps}, cfg.rng)
     s = u["s"]
     rows_NxD = jnp.nan_to_num(jnp.clip(rows_NxD, -1e4, 1e4))
     # real rows and the context / query split
@@ -242,6 +307,8 @@ def _one_dataset(key, rows_NxD, cfg: PriorConfig):
     nodes = jnp.argsort(u["order"].at[target].set(2.0))[:Fp]  # the target sorts last
     used = jnp.arange(Fp) < f
     x = rows_NxD[:, nodes]  # [N, Fp]
+    if cfg.warp:
+        x = _warp(x, row, u["warp"], cfg.warp * s[10])
     # categorical features: quantise at the values of random rows, shuffle the codes
     p_cat = jnp.where(s[6] < 0.5, 0.0, 0.6 * s[7])
     is_cat = u["is_cat"] < p_cat

@@ -75,7 +75,7 @@ def configs(args):
         tc = TrainConfig(total_steps=args.steps, lr=args.lr, warmup=min(300, args.steps // 10),
                          tokens_per_step=args.tokens, row_buckets=tuple(args.row_buckets),
                          seed=args.seed)
-        pc = PriorConfig()
+        pc = PriorConfig(n_trees=args.trees, tree_prob=args.tree_prob, warp=args.warp)
     return mc, tc, pc
 
 
@@ -202,6 +202,13 @@ def main(argv=None):
     ap.add_argument("--row-buckets", type=int, nargs="+", default=[128, 128, 256, 256, 512],
                     help="rows per prior dataset, one drawn per step (context + queries)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trees", type=int, default=0,
+                    help="prior: random regression trees per node (0: none, the prior before "
+                         "session 20)")
+    ap.add_argument("--tree-prob", type=float, default=0.5,
+                    help="prior: fraction of the datasets whose mechanisms use the trees")
+    ap.add_argument("--warp", type=float, default=0.0,
+                    help="prior: most fraction of numeric features given a random monotone warp")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bar (it goes to stderr, and only when it is a terminal)")
     ap.add_argument("--distributed", action="store_true",

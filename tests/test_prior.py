@@ -153,3 +153,56 @@ def test_unknown_noise_pools_is_an_error():
 
     with pytest.raises(ValueError, match="noise_pools"):
         random_scms(jax.random.key(0), dataclasses.replace(CFG, noise_pools="grid"), 2)
+
+
+def test_tree_prior_splits_on_parents_and_moves_the_rows():
+    """n_trees: every split reads a parent of its node (the SCM contract), and the trees of
+    a tree dataset change its rows (zeroing their leaves gives other rows)."""
+    import dataclasses
+
+    from causaljax.sampler import sample
+
+    cfg = dataclasses.replace(CFG, n_trees=2, tree_depth=2, tree_prob=1.0)
+    scm = random_scms(jax.random.key(3), cfg, 4)
+    assert scm.tree_depth == 2 and scm.tree_feature.shape == (4, cfg.n_nodes, 2, 7)
+    validate(jax.tree.map(np.asarray, scm))  # raises if a split reads a non-parent slot
+    feature, parents = np.asarray(scm.tree_feature), np.asarray(scm.parents)
+    for s in range(4):
+        for j in np.flatnonzero(parents[s].any(0)):
+            assert parents[s][feature[s, j, :, :3].ravel(), j].all()
+    leaves = np.asarray(scm.tree_value)[..., 3:, 0]
+    assert (leaves[parents.any(1)] != 0).all()  # tree_prob = 1: every non-root uses its trees
+    key = jax.random.key(4)
+    rows = sample(scm, key, 64, strategy="walk", rng=cfg.rng, levels=(0,) * cfg.n_nodes)
+    flat = scm.replace(tree_value=jnp.zeros_like(scm.tree_value))
+    rows_flat = sample(flat, key, 64, strategy="walk", rng=cfg.rng, levels=(0,) * cfg.n_nodes)
+    moved = np.abs(np.asarray(rows) - np.asarray(rows_flat)).max(axis=(1, 2))
+    has_edges = parents.any(axis=(1, 2))  # an SCM of roots only has no mechanisms
+    assert has_edges.sum() >= 2 and (moved[has_edges] > 1e-3).all()
+    none = random_scms(jax.random.key(3), dataclasses.replace(cfg, tree_prob=0.0), 4)
+    assert not np.asarray(none.tree_value).any()  # tree_prob = 0: the trees carry nothing
+    b = jax.tree.map(np.asarray, sample_batch(jax.random.key(0), cfg, 4))
+    assert not np.isinf(b.x).any() and (b.n_classes >= 2).all()
+
+
+def test_warp_is_monotone_per_column_and_only_where_drawn():
+    from causaljax.prior import _warp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6)).astype(np.float32) * 3 + 1
+    row = np.arange(50) < 40
+    u = rng.uniform(size=(4, 6)).astype(np.float32)
+    u[0] = [0.1, 0.9, 0.2, 0.95, 0.3, 0.05]  # columns 0, 2, 4, 5 warped at p = 0.5
+    u[1, :3], u[1, 3:] = 0.2, 0.8  # exp warps in 0..2, power warps in 3..5
+    w = np.asarray(_warp(jnp.asarray(x), jnp.asarray(row), jnp.asarray(u), 0.5))
+    warped = u[0] < 0.5
+    np.testing.assert_array_equal(w[:, ~warped], x[:, ~warped])
+    assert not np.allclose(w[:, warped], x[:, warped])
+    for f in np.flatnonzero(warped):  # strictly monotone: the same order of the rows
+        o = np.argsort(x[:, f])
+        d = np.diff(w[o, f])
+        assert (d > 0).all() or (d < 0).all(), f
+    assert np.isfinite(w).all()
+    b = jax.tree.map(np.asarray, sample_batch(jax.random.key(0),
+                                              __import__("dataclasses").replace(CFG, warp=1.0), 4))
+    assert not np.isinf(b.x).any() and (b.row.sum(1) >= CFG.min_rows).all()
