@@ -6,7 +6,9 @@ Each batch is built on device in one jitted program:
    a random DAG over D nodes (edge density varies per dataset), random mechanisms mixing a
    linear map and a one-hidden-layer ReLU MLP of the parents (nonlinearity varies per
    dataset), and empirical noise pools of varied families (normal, uniform, skewed,
-   heavy-tailed) with varied scales; some nodes are rounded to integers. By default a pool
+   heavy-tailed) with varied scales; some nodes are rounded to integers. Optionally
+   (``n_trees``, off by default) random regression trees over each node's parents carry a
+   share of the mechanism in a fraction ``tree_prob`` of the datasets (axis-aligned steps). By default a pool
    holds its family's quantiles at (i + 0.5) / m (``family_quantiles``), so the sampler's
    uniform draw of a pool entry is an inverse-CDF draw from the family; ``noise_pools=
    "sampled"`` draws the pool entries in the program instead (the first runs' prior).
@@ -18,6 +20,8 @@ Each batch is built on device in one jitted program:
    nodes become features, scattered into random slots of the model's MAX_FEATURES slots;
    some features are discretised into 2..10 categories with shuffled codes; some cells are
    made missing (NaN); the number of real rows and the context / query split vary.
+   Optionally (``warp``, off by default) some numeric features get a random monotone warp
+   (skewed or heavy / light-tailed marginals).
 
 Shapes are fixed by ``PriorConfig`` (padding + masks), so the train step compiles once.
 A batch is a ``Batch`` of arrays with a leading dataset axis B (see its fields).
