@@ -88,7 +88,14 @@ def main(argv=None):
     ap.add_argument("--out", default="results/zero_shot.csv")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bar (it goes to stderr, and only when it is a terminal)")
+    ap.add_argument("--compare", nargs=2, metavar=("BASE_CSV", "NEW_CSV"),
+                    help="only compare two result files of this script, paired by dataset, "
+                         "n_train and fold (e.g. two checkpoints on the dev half), and exit")
     args = ap.parse_args(argv)
+    if args.compare:
+        table = compare(*(pd.read_csv(path) for path in args.compare))
+        print(table.round(4).to_string())
+        return table
 
     names = args.datasets or dataset_names(args.half)
     tfm = None
@@ -195,6 +202,28 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out = per_dataset.groupby(["n_train", "model"]).agg(["median", "mean", "count"])
     out["mean_rank"] = ranks.groupby(["n_train", "model"]).mean()
     return out
+
+
+def compare(base: pd.DataFrame, new: pd.DataFrame, model: str = "tfm") -> pd.DataFrame:
+    """``model``'s ROC-AUC in two result frames, paired: per n_train, over the datasets both
+    hold (fold means, same folds), the medians of each, the mean and median difference
+    (new - base), the datasets where new is higher, and the two-sided Wilcoxon signed-rank
+    p-value of the per-dataset differences (scipy)."""
+    from scipy.stats import wilcoxon
+
+    keys = ["dataset", "n_train", "fold"]
+    pair = base[base.model == model].merge(new[new.model == model], on=keys,
+                                           suffixes=("_base", "_new"))
+    per_dataset = pair.groupby(["n_train", "dataset"])[["roc_auc_base", "roc_auc_new"]].mean()
+    rows = {}
+    for n_train, g in per_dataset.groupby("n_train"):
+        diff = g.roc_auc_new - g.roc_auc_base
+        p = wilcoxon(diff).pvalue if len(diff) > 1 and diff.abs().sum() > 0 else float("nan")
+        rows[n_train] = {"datasets": len(g), "median_base": g.roc_auc_base.median(),
+                         "median_new": g.roc_auc_new.median(), "mean_diff": diff.mean(),
+                         "median_diff": diff.median(), "new_higher": int((diff > 0).sum()),
+                         "wilcoxon_p": p}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("n_train")
 
 
 def markdown(summary: pd.DataFrame) -> str:

@@ -37,3 +37,28 @@ def test_halves_split_the_datasets_the_tfm_takes():
     assert sorted(dev + test) == sorted(every) and not set(dev) & set(test)
     assert "hepatic_qsar" not in every and "leaf_flavia" not in every  # too wide / many classes
     assert len(test) >= 8 and len(dev) >= 8
+
+
+def test_compare_pairs_two_result_files(tmp_path):
+    """--compare: per n_train, paired differences over datasets against a hand computation."""
+    rng = np.random.default_rng(0)
+    rows = [(f"d{i}", n, fold, "tfm", rng.uniform(0.6, 0.9), 1.0)
+            for i in range(6) for n in (64, 256) for fold in range(3)]
+    cols = ["dataset", "n_train", "fold", "model", "roc_auc", "seconds"]
+    base = pd.DataFrame(rows, columns=cols)
+    new = base.copy()
+    shift = {f"d{i}": 0.01 * (i - 1) for i in range(6)}  # d0 lower, d1 equal, d2..d5 higher
+    new["roc_auc"] += new.dataset.map(shift)
+    other = base.assign(model="logistic_regression", roc_auc=0.5)  # other models are ignored
+    paths = []
+    for name, frame in (("a", pd.concat([base, other])), ("b", new)):
+        paths.append(str(tmp_path / f"{name}.csv"))
+        frame.to_csv(paths[-1], index=False)
+    table = _script().main(["--compare", *paths])
+    for n in (64, 256):
+        r = table.loc[n]
+        assert r.datasets == 6 and r.new_higher == 4
+        np.testing.assert_allclose(r.mean_diff, np.mean(list(shift.values())), atol=1e-12)
+        per = base[base.n_train == n].groupby("dataset").roc_auc.mean()
+        np.testing.assert_allclose(r.median_base, per.median())
+        assert 0 < r.wilcoxon_p < 1
